@@ -1,0 +1,1 @@
+"""INT8 calibration from real person crops: crop collection, Q/DQ quantization, accuracy gate."""

@@ -1,0 +1,43 @@
+"""dslnet_edge: DSLNet person re-identification from training to TensorRT deployment.
+
+``import dslnet_edge`` needs neither torch nor TensorRT: heavy modules load on first use.
+
+Quick start::
+
+    import dslnet_edge
+    matcher = dslnet_edge.Matcher(dslnet_edge.Engine())   # bundled demo weights, ONNX Runtime CPU
+    matches = matcher.match(frame_crops)                   # list[dslnet_edge.Match]
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from dslnet_edge.spec import InputSpec
+
+__version__ = "0.1.0"
+
+# name -> module that defines it; imported lazily on first attribute access
+_LAZY = {
+    "preprocess": "dslnet_edge.preprocess",
+    "Engine": "dslnet_edge.engine",
+    "Matcher": "dslnet_edge.matcher",
+    "Match": "dslnet_edge.matcher",
+    "Gallery": "dslnet_edge.gallery",
+    "compare": "dslnet_edge.compare",
+}
+
+__all__ = ["InputSpec", "__version__", *_LAZY]
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dslnet_edge' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

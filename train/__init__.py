@@ -1,0 +1,1 @@
+"""Training DSLNet: data readers, identity sampler, augmentation, losses, loop (``python -m train.run``)."""
