@@ -96,6 +96,8 @@ def preprocess(
     """
     if isinstance(crops, np.ndarray) and crops.ndim == 4:
         crops = list(crops)
+    if isinstance(crops, np.ndarray) and crops.ndim in (2, 3):
+        raise ValueError(f"crops must be a list of crops; got one array of shape {crops.shape}: wrap it in a list")
     if not isinstance(crops, (list, tuple)):
         raise ValueError(f"crops must be a list of HxWx3 uint8 arrays, got {type(crops).__name__}")
     n = len(crops)
