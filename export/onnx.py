@@ -1,0 +1,243 @@
+"""DSLNet -> ONNX: the plain FP32 graph every other artefact starts from.
+
+The graph takes ``images`` float32 ``[N, 3, H, W]`` (RGB, 0-255; normalization is inside the
+graph) and returns ``embeddings`` float32 ``[N, feature_dim]``, L2-normalized, with a dynamic
+batch dimension ``N``. The model's :class:`~dslnet_edge.spec.InputSpec` travels as JSON in the
+ONNX ``metadata_props`` under ``dslnet_edge.input_spec``. Only the eval-mode forward is traced,
+so the auxiliary branch and the identity classifiers never reach the file.
+
+Why the TorchScript exporter (``dynamo=False``): torch's newer ``torch.export`` exporter needs
+``onnxscript``, which the project does not depend on, and the TorchScript exporter is what lets
+:mod:`export.plugin.graph` emit each CSS module as one marker node through an autograd
+``Function.symbolic`` (see there). Its deprecation warning is silenced here, on purpose and
+only for this call.
+
+``python -m export.onnx --checkpoint CKPT --out model.onnx`` runs the export with its parity
+report (see :func:`main`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import onnx
+
+from dslnet_edge._io import atomic_write
+from dslnet_edge.spec import SPEC_METADATA_KEY, InputSpec
+
+if TYPE_CHECKING:  # torch is imported lazily: reading an ONNX spec must not need it
+    from dslnet_edge.model import DSLNet
+
+__all__ = [
+    "INPUT_NAME",
+    "OUTPUT_NAME",
+    "BATCH_DIM",
+    "DEFAULT_OPSET",
+    "export_onnx",
+    "onnx_model_from_torch",
+    "save_onnx",
+    "load_onnx",
+    "spec_from_onnx",
+    "set_input_spec",
+    "ExportError",
+]
+
+INPUT_NAME = "images"
+OUTPUT_NAME = "embeddings"
+BATCH_DIM = "N"
+#: Opset 17: the newest that TensorRT 10.3 (JetPack 6) parses fully and ONNX Runtime >= 1.17 runs.
+DEFAULT_OPSET = 17
+PRODUCER = "dslnet_edge.export"
+
+
+class ExportError(RuntimeError):
+    """Export could not produce a valid graph (or a graph failed its checks)."""
+
+
+def export_onnx(model: DSLNet, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET, dynamic_batch: bool = True) -> Path:
+    """Write ``model``'s plain FP32 ONNX to ``path`` (atomically) and return the path.
+
+    Args:
+        model: a :class:`~dslnet_edge.model.DSLNet` (any mode; it is traced in eval mode and
+            left in the mode it came in).
+        path: destination ``.onnx`` file; its folder is created.
+        opset: ONNX opset (17 by default, see :data:`DEFAULT_OPSET`).
+        dynamic_batch: a symbolic batch dimension ``N``; ``False`` fixes the batch at 1.
+    """
+    proto = onnx_model_from_torch(model, opset=opset, dynamic_batch=dynamic_batch)
+    return save_onnx(proto, path)
+
+
+def onnx_model_from_torch(
+    model: DSLNet,
+    *,
+    opset: int = DEFAULT_OPSET,
+    dynamic_batch: bool = True,
+    css_marker: bool = False,
+) -> onnx.ModelProto:
+    """Trace ``model`` into a checked in-memory ONNX model with the contract's names, shapes and metadata.
+
+    ``css_marker=True`` exports every CSS module as one ``dslnet_edge::CSS`` marker node
+    (used by :mod:`export.plugin.graph` to build the plugin flavour); the default traces
+    the CSS maths into standard ONNX operators.
+    """
+    import torch
+
+    from dslnet_edge.model import DSLNet
+
+    if not isinstance(model, DSLNet):
+        raise TypeError(f"export_onnx expects a dslnet_edge DSLNet, got {type(model).__name__}")
+    if not isinstance(opset, int) or isinstance(opset, bool) or not 13 <= opset <= onnx.defs.onnx_opset_version():
+        raise ValueError(f"opset must be an integer in [13, {onnx.defs.onnx_opset_version()}], got {opset!r}")
+    spec = model.spec
+    param = next(model.parameters())
+    generator = torch.Generator().manual_seed(0)
+    batch = 2 if dynamic_batch else 1
+    dummy = (torch.rand((batch, *spec.input_shape), generator=generator) * 255.0).to(param.device, param.dtype)
+    buffer = io.BytesIO()
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), _quiet_torchscript_exporter(), _css_marked(model, css_marker):
+            torch.onnx.export(
+                model,
+                (dummy,),
+                buffer,
+                dynamo=False,
+                opset_version=opset,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: {0: BATCH_DIM}, OUTPUT_NAME: {0: BATCH_DIM}} if dynamic_batch else None,
+                do_constant_folding=True,
+                custom_opsets={"dslnet_edge": 1} if css_marker else None,
+            )
+    finally:
+        model.train(was_training)
+    proto = onnx.load_model_from_string(buffer.getvalue())
+    _fix_io_shapes(proto, spec, dynamic_batch=dynamic_batch)
+    set_input_spec(proto, spec)
+    proto.producer_name = PRODUCER
+    proto.doc_string = (
+        f"DSLNet person re-identification embedding: {INPUT_NAME} float32 [N,3,{spec.height},{spec.width}] "
+        f"{spec.channel_order} 0-255 -> {OUTPUT_NAME} float32 [N,{spec.feature_dim}] L2-normalized"
+    )
+    if not css_marker:  # the marker graph holds a non-standard op: the checker cannot know it
+        check_onnx(proto)
+    return proto
+
+
+def save_onnx(proto: onnx.ModelProto, path: str | os.PathLike) -> Path:
+    """Write ``proto`` to ``path`` atomically (one self-contained file) and return the path."""
+    path = Path(path)
+    if path.suffix.lower() != ".onnx":
+        raise ValueError(f"ONNX output path must end in .onnx, got {path}")
+    with atomic_write(path) as tmp:
+        onnx.save_model(proto, tmp)
+    return path
+
+
+def load_onnx(path: str | os.PathLike) -> onnx.ModelProto:
+    """Read an ONNX file; raise :class:`ExportError` naming the file when it is missing or not ONNX."""
+    path = Path(path)
+    if not path.is_file():
+        raise ExportError(f"ONNX file {path} does not exist" if not path.exists() else f"{path} is not a file")
+    try:
+        proto = onnx.load_model(path)
+    except Exception as exc:  # protobuf raises DecodeError and friends, with unhelpful texts
+        raise ExportError(f"{path} is not a readable ONNX model (truncated or corrupt): {type(exc).__name__}") from None
+    if not proto.graph.node:
+        raise ExportError(f"{path} is not a readable ONNX model: its graph has no nodes")
+    return proto
+
+
+def check_onnx(proto: onnx.ModelProto) -> None:
+    """``onnx.checker`` with a readable error."""
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "invalid model"
+        raise ExportError(f"exported ONNX failed onnx.checker: {first}") from None
+
+
+def set_input_spec(proto: onnx.ModelProto, spec: InputSpec) -> None:
+    """Store ``spec`` as JSON in ``proto.metadata_props`` (replacing an older entry)."""
+    kept = [p for p in proto.metadata_props if p.key != SPEC_METADATA_KEY]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    proto.metadata_props.add(key=SPEC_METADATA_KEY, value=spec.to_json())
+
+
+def spec_from_onnx(source: str | os.PathLike | onnx.ModelProto) -> InputSpec:
+    """The :class:`InputSpec` stored in an ONNX file's (or model's) ``metadata_props``.
+
+    Export's own reader; the runtime reads the same key with ONNX Runtime's model metadata.
+    """
+    proto = source if isinstance(source, onnx.ModelProto) else load_onnx(source)
+    name = "the ONNX model" if isinstance(source, onnx.ModelProto) else str(source)
+    for prop in proto.metadata_props:
+        if prop.key == SPEC_METADATA_KEY:
+            try:
+                return InputSpec.from_json(prop.value)
+            except ValueError as exc:
+                raise ExportError(f"{name} has an invalid {SPEC_METADATA_KEY} entry: {exc}") from None
+    raise ExportError(
+        f"{name} has no {SPEC_METADATA_KEY!r} in its metadata_props; it was not exported by dslnet_edge "
+        "(re-export it with python -m export.onnx)"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+def _fix_io_shapes(proto: onnx.ModelProto, spec: InputSpec, *, dynamic_batch: bool) -> None:
+    """Name the batch dimension ``N`` and pin every other dimension to the contract.
+
+    The tracer leaves the embedding width symbolic (``Divembeddings_dim_1``); TensorRT and the
+    runtime want it static.
+    """
+    (inp,) = [i for i in proto.graph.input if i.name == INPUT_NAME]
+    (out,) = [o for o in proto.graph.output if o.name == OUTPUT_NAME]
+    for value, dims in ((inp, (3, spec.height, spec.width)), (out, (spec.feature_dim,))):
+        shape = value.type.tensor_type.shape
+        del shape.dim[:]
+        first = shape.dim.add()
+        if dynamic_batch:
+            first.dim_param = BATCH_DIM
+        else:
+            first.dim_value = 1
+        for d in dims:
+            shape.dim.add().dim_value = d
+
+
+@contextlib.contextmanager
+def _quiet_torchscript_exporter() -> Iterator[None]:
+    """Silence the TorchScript exporter's deprecation notices (the choice is documented above)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+        warnings.filterwarnings("ignore", message=".*feature will be removed.*")
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx.*")
+        yield
+
+
+@contextlib.contextmanager
+def _css_marked(model: DSLNet, enabled: bool) -> Iterator[None]:
+    if not enabled:
+        yield
+        return
+    from export.plugin.graph import css_marked
+
+    with css_marked(model):
+        yield
+
+
+def random_images(spec: InputSpec, batch: int, *, seed: int = 0) -> np.ndarray:
+    """``batch`` random 0-255 float32 images in the model's input layout (for parity checks)."""
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0.0, 255.0, size=(batch, *spec.input_shape)).astype(np.float32)
