@@ -107,9 +107,9 @@ class OutputComparison:
         if tol.max_abs is not None and not self.max_abs <= tol.max_abs:
             out.append(f"max|diff| {self.max_abs:.3g} > {tol.max_abs:.3g}")
         if tol.min_cosine is not None and not self.min_cosine >= tol.min_cosine:
-            out.append(f"min cosine {self.min_cosine:.6f} < {tol.min_cosine:.6f} (sample {self.worst_sample})")
+            out.append(f"min cosine {self.min_cosine:.8f} < {tol.min_cosine:.8f} (sample {self.worst_sample})")
         if tol.mean_cosine is not None and not self.mean_cosine >= tol.mean_cosine:
-            out.append(f"mean cosine {self.mean_cosine:.6f} < {tol.mean_cosine:.6f}")
+            out.append(f"mean cosine {self.mean_cosine:.8f} < {tol.mean_cosine:.8f}")
         return out
 
     @property
@@ -123,8 +123,8 @@ class OutputComparison:
         return (
             f"{self.candidate} vs {self.reference} [{self.output} {list(self.shape)}]: "
             f"max|diff| {self.max_abs:.3g}{bound('<=', tol.max_abs, '.3g')}, mean|diff| {self.mean_abs:.3g}, "
-            f"cosine min {self.min_cosine:.6f}{bound('>=', tol.min_cosine, '.6f')} "
-            f"mean {self.mean_cosine:.6f}{bound('>=', tol.mean_cosine, '.6f')} -> {status}"
+            f"cosine min {self.min_cosine:.8f}{bound('>=', tol.min_cosine, '.8f')} "
+            f"mean {self.mean_cosine:.8f}{bound('>=', tol.mean_cosine, '.8f')} -> {status}"
         )
 
 
@@ -175,7 +175,7 @@ class ComparisonResult:
         verdict = "passed" if self.passed else "FAILED"
         line = (
             f"{self.label} {verdict} on {self.num_samples} samples: max|diff| {self.max_abs:.3g}, "
-            f"min cosine {self.min_cosine:.6f}, mean cosine {self.mean_cosine:.6f}"
+            f"min cosine {self.min_cosine:.8f}, mean cosine {self.mean_cosine:.8f}"
         )
         failing = [f"{c.candidate}/{c.output}: {'; '.join(c.failures)}" for c in self.comparisons if not c.passed]
         return line + (f" ({' | '.join(failing)})" if failing else "")

@@ -19,6 +19,7 @@ report (see :func:`main`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import os
 import warnings
@@ -241,3 +242,147 @@ def random_images(spec: InputSpec, batch: int, *, seed: int = 0) -> np.ndarray:
     """``batch`` random 0-255 float32 images in the model's input layout (for parity checks)."""
     rng = np.random.default_rng(seed)
     return rng.uniform(0.0, 255.0, size=(batch, *spec.input_shape)).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoint -> checked ONNX, and the CLI
+# ---------------------------------------------------------------------------------------------
+#: The demo weights the training run produces (absent until then).
+DEMO_CHECKPOINT = Path(__file__).resolve().parents[1] / "dslnet_edge" / "weights" / "dslnet_cuhk03.pt"
+
+
+class ParityError(ExportError):
+    """An exported graph disagrees with its reference beyond the tolerances."""
+
+
+@dataclasses.dataclass(frozen=True)
+class OnnxExportConfig:
+    """What ``python -m export.onnx`` does; see :func:`main` for the flags."""
+
+    checkpoint: Path = DEMO_CHECKPOINT
+    out: Path = Path("dslnet.onnx")
+    opset: int = DEFAULT_OPSET
+    dynamic_batch: bool = True
+    crops_dir: Path | None = None
+    num_crops: int = 8
+    num_random: int = 4
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "checkpoint", Path(self.checkpoint))
+        object.__setattr__(self, "out", Path(self.out))
+        if self.crops_dir is not None:
+            object.__setattr__(self, "crops_dir", Path(self.crops_dir))
+        if self.out.suffix.lower() != ".onnx":
+            raise ValueError(f"--out must end in .onnx, got {self.out}")
+        if self.num_random < 1:
+            raise ValueError(f"--num-random must be >= 1, got {self.num_random}")
+        if self.num_crops < 0:
+            raise ValueError(f"--num-crops must be >= 0, got {self.num_crops}")
+
+
+def load_export_model(checkpoint: str | os.PathLike) -> DSLNet:
+    """The checkpoint's model in eval mode, with a clear error for the absent demo weights."""
+    from dslnet_edge.model.checkpoint import load_model
+
+    checkpoint = Path(checkpoint)
+    if not checkpoint.exists() and checkpoint.resolve() == DEMO_CHECKPOINT:
+        raise ExportError(
+            f"the demo weights {DEMO_CHECKPOINT} are not there yet (the training run produces them); "
+            "pass --checkpoint PATH to export your own"
+        )
+    return load_model(checkpoint)
+
+
+def write_checked(proto: onnx.ModelProto, path: str | os.PathLike, check) -> tuple[Path, object]:
+    """Write ``proto`` atomically to ``path`` only if ``check(tmp_path)`` returns a passing report.
+
+    ``check`` gets the written temporary file and returns a report with ``passed`` and
+    ``summary()``; a failing report raises :class:`ParityError` and leaves ``path`` untouched.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".onnx":
+        raise ValueError(f"ONNX output path must end in .onnx, got {path}")
+    with atomic_write(path) as tmp:
+        onnx.save_model(proto, tmp)
+        report = check(tmp)
+        if not report.passed:
+            raise ParityError(f"{path.name}: {report.summary()}; nothing written")
+    return path, report
+
+
+def export_checked(model: DSLNet, config: OnnxExportConfig, *, log=print) -> Path:
+    """Export ``model`` to ``config.out`` with the parity report (ONNX Runtime vs PyTorch)."""
+    from export.parity import check_parity, ort_runner, ort_session, torch_runner
+
+    proto = onnx_model_from_torch(model, opset=config.opset, dynamic_batch=config.dynamic_batch)
+
+    def check(tmp: Path):
+        runners = {"pytorch": torch_runner(model), "onnxruntime": ort_runner(ort_session(tmp))}
+        return check_parity(
+            runners,
+            model.spec,
+            label="fp32 onnxruntime vs pytorch",
+            num_random=config.num_random,
+            crops_dir=config.crops_dir,
+            num_crops=config.num_crops,
+        )
+
+    path, report = write_checked(proto, config.out, check)
+    log(report.format())
+    return path
+
+
+def run(config: OnnxExportConfig, *, log=print) -> Path:
+    """Checkpoint -> checked FP32 ONNX at ``config.out``."""
+    model = load_export_model(config.checkpoint)
+    path = export_checked(model, config, log=log)
+    log(f"wrote {path} (input {INPUT_NAME} [N,3,{model.spec.height},{model.spec.width}], output {OUTPUT_NAME} "
+        f"[N,{model.spec.feature_dim}], opset {config.opset})")
+    return path
+
+
+def build_parser():
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m export.onnx",
+        description="Export a DSLNet checkpoint to the plain FP32 ONNX, checked against PyTorch on random "
+        "inputs and real crops (the export fails if they disagree).",
+    )
+    parser.add_argument("--checkpoint", type=Path, default=DEMO_CHECKPOINT, help="checkpoint .pt (default: the demo weights)")
+    parser.add_argument("--out", type=Path, default=Path("dslnet.onnx"), help="output .onnx (default: dslnet.onnx)")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    parser.add_argument("--static-batch", action="store_true", help="fix the batch at 1 instead of a dynamic N")
+    parser.add_argument("--crops", type=Path, default=None, help="folder of person crops for the real-crop parity "
+                        "(default: CUHK03 query crops when found)")
+    parser.add_argument("--num-crops", type=int, default=8, help="real crops used for parity (0 switches it off)")
+    parser.add_argument("--num-random", type=int, default=4, help="random images used for parity")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point: one clear line on stderr and a non-zero status on any expected error."""
+    from export._cli import EXPECTED_ERRORS, parse_args_or_exit, report_error
+
+    parser = build_parser()
+    args = parse_args_or_exit(parser, argv)
+    if isinstance(args, int):
+        return args
+    try:
+        config = OnnxExportConfig(
+            checkpoint=args.checkpoint,
+            out=args.out,
+            opset=args.opset,
+            dynamic_batch=not args.static_batch,
+            crops_dir=args.crops,
+            num_crops=args.num_crops,
+            num_random=args.num_random,
+        )
+        run(config)
+    except EXPECTED_ERRORS as exc:
+        return report_error(exc)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
