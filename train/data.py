@@ -1,0 +1,316 @@
+"""Re-ID dataset readers and the training Dataset.
+
+A reader turns a dataset folder into a :class:`ReidSplit`: the training images (identities
+relabelled to ``0..K-1``), the query and the gallery images (original identities kept, so query
+and gallery stay comparable). Layouts:
+
+* ``market1501`` / ``dukemtmc``: ``bounding_box_train/``, ``query/``, ``bounding_box_test/``, file
+  names ``PPPP_cC...jpg`` (Market: ``0002_c1s1_000451_03.jpg``, Duke: ``0001_c2_f0046182.jpg``).
+  Identity ``-1`` is junk and dropped everywhere; identity ``0`` is kept (in Market-1501 it only
+  occurs in the gallery, as distractors that never match a query; in CUHK03-style exports such as
+  ``cuhk03-pair1`` it is an ordinary training identity).
+* ``cuhk03``: the new protocol (767 train / 700 test identities), as the common Re-ID toolkits
+  prepare it, see :func:`read_cuhk03`.
+* ``msmt17``: list files ``list_train.txt`` / ``list_val.txt`` / ``list_query.txt`` /
+  ``list_gallery.txt`` beside ``train/`` and ``test/`` folders, see :func:`read_msmt17`.
+
+A wrong or empty layout raises :class:`DatasetError` naming what was expected.
+
+Images are decoded once with OpenCV (BGR) and resized with :func:`dslnet_edge.preprocess.resize_crop`
+(the resize the runtime uses) into RAM in the model's channel order: CPU is the training bottleneck
+here, so no image is decoded from the original file twice. ``cache="decoded"`` keeps one
+``uint8 [N, H, W, 3]`` array (7,239 CUHK03 images: 712 MB at 256x128, 178 MB at 128x64);
+``cache="jpeg"`` keeps them re-encoded at the training size (about 50 MB at 256x128, quality 95)
+and decodes a small JPEG per sample (well under a millisecond), for datasets too large for RAM.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from dslnet_edge.preprocess import resize_crop
+from dslnet_edge.spec import InputSpec
+
+__all__ = [
+    "DatasetError",
+    "ReidImage",
+    "ReidSplit",
+    "READERS",
+    "read_dataset",
+    "read_market1501",
+    "read_image_folder",
+    "parse_market_name",
+    "ImageCache",
+    "collate_uint8",
+    "ReidTrainDataset",
+    "IMAGE_EXTENSIONS",
+]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+_MARKET_NAME = re.compile(r"^(-?\d+)_c(\d+)")
+
+
+class DatasetError(ValueError):
+    """A dataset folder that does not have the expected layout (the message says what was expected)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ReidImage:
+    """One image: its path, identity and camera (cameras are 0-based in every reader)."""
+
+    path: str
+    pid: int
+    camid: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ReidSplit:
+    """A dataset: relabelled training images plus query and gallery (original identities)."""
+
+    name: str
+    root: str
+    train: tuple[ReidImage, ...]
+    query: tuple[ReidImage, ...]
+    gallery: tuple[ReidImage, ...]
+    train_pid_names: tuple[int, ...] = ()  # original identity of each training label
+
+    def __post_init__(self) -> None:
+        if not self.train:
+            raise DatasetError(f"{self.name} at {self.root}: the training set is empty")
+        labels = {im.pid for im in self.train}
+        if labels != set(range(len(labels))):
+            raise DatasetError(f"{self.name}: training labels must be 0..K-1 after relabelling")
+
+    @property
+    def num_train_pids(self) -> int:
+        return len({im.pid for im in self.train})
+
+    @property
+    def has_eval(self) -> bool:
+        return bool(self.query) and bool(self.gallery)
+
+    def summary(self) -> str:
+        def ids(images: Sequence[ReidImage]) -> int:
+            return len({im.pid for im in images})
+
+        return (
+            f"{self.name} ({self.root}): train {len(self.train)} images / {ids(self.train)} ids, "
+            f"query {len(self.query)} / {ids(self.query)}, gallery {len(self.gallery)} / {ids(self.gallery)}"
+        )
+
+    def limit_train_identities(self, max_ids: int) -> ReidSplit:
+        """Keep only the first ``max_ids`` training identities (smoke runs, tests)."""
+        if max_ids <= 0 or max_ids >= self.num_train_pids:
+            return self
+        train = tuple(im for im in self.train if im.pid < max_ids)
+        return dataclasses.replace(self, train=train, train_pid_names=self.train_pid_names[:max_ids])
+
+
+# ---------------------------------------------------------------------------------------------
+# Readers
+# ---------------------------------------------------------------------------------------------
+def parse_market_name(name: str) -> tuple[int, int]:
+    """``'0002_c1s1_000451_03.jpg'`` -> ``(2, 0)``: identity and 0-based camera.
+
+    Example:
+        >>> parse_market_name("0002_c1s1_000451_03.jpg"), parse_market_name("-1_c3s2_0001_00.jpg")
+        ((2, 0), (-1, 2))
+    """
+    m = _MARKET_NAME.match(name)
+    if m is None:
+        raise DatasetError(f"image name {name!r} does not follow the Market-1501 pattern 'PPPP_cC...' (e.g. 0002_c1s1_000451_03.jpg)")
+    pid, cam = int(m.group(1)), int(m.group(2))
+    if cam < 1:
+        raise DatasetError(f"image name {name!r}: camera numbers start at 1 (c1, c2, ...)")
+    return pid, cam - 1
+
+
+def _list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
+def read_image_folder(folder: str | os.PathLike) -> list[ReidImage]:
+    """All Market-named images of one folder, junk (identity -1) dropped."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetError(f"expected the folder {folder} (Market-1501 layout), but it does not exist")
+    images = []
+    for path in _list_images(folder):
+        pid, cam = parse_market_name(path.name)
+        if pid == -1:
+            continue
+        images.append(ReidImage(str(path), pid, cam))
+    if not images:
+        raise DatasetError(f"{folder} holds no usable images (expected *.jpg named like 0002_c1s1_000451_03.jpg)")
+    return images
+
+
+def relabel(images: Sequence[ReidImage]) -> tuple[tuple[ReidImage, ...], tuple[int, ...]]:
+    """Map identities to ``0..K-1`` in sorted order; also return the original identity per label."""
+    names = tuple(sorted({im.pid for im in images}))
+    label_of = {pid: i for i, pid in enumerate(names)}
+    return tuple(dataclasses.replace(im, pid=label_of[im.pid]) for im in images), names
+
+
+def _require_dir(root: Path, name: str) -> None:
+    if not root.is_dir():
+        raise DatasetError(f"dataset root {root} does not exist or is not a folder (expected a {name} folder)")
+
+
+def read_market1501(root: str | os.PathLike, *, name: str = "market1501", eval_sets: bool = True) -> ReidSplit:
+    """Market-1501 layout (also DukeMTMC-reID and Market-style CUHK03): see the module docstring.
+
+    ``eval_sets=False`` reads only ``bounding_box_train/`` (a user's own data without a test split).
+    """
+    root = Path(root)
+    _require_dir(root, "Market-1501-style")
+    expected = "bounding_box_train/, query/ and bounding_box_test/"
+    if not (root / "bounding_box_train").is_dir():
+        found = sorted(p.name for p in root.iterdir() if p.is_dir())[:8]
+        raise DatasetError(f"{root} is not a Market-1501-style dataset: expected {expected}; found folders {found}")
+    train, names = relabel(read_image_folder(root / "bounding_box_train"))
+    query: tuple[ReidImage, ...] = ()
+    gallery: tuple[ReidImage, ...] = ()
+    if eval_sets:
+        for sub in ("query", "bounding_box_test"):
+            if not (root / sub).is_dir():
+                raise DatasetError(f"{root} lacks {sub}/ (expected {expected}; pass eval_sets=False to train without)")
+        query = tuple(read_image_folder(root / "query"))
+        gallery = tuple(read_image_folder(root / "bounding_box_test"))
+    return ReidSplit(name, str(root), train, query, gallery, names)
+
+
+READERS: dict[str, Callable[..., ReidSplit]] = {
+    "market1501": read_market1501,
+    "dukemtmc": lambda root, **kw: read_market1501(root, name="dukemtmc", **kw),
+}
+
+
+def read_dataset(name: str, root: str | os.PathLike, **kwargs) -> ReidSplit:
+    """Read dataset ``name`` (one of :data:`READERS`) from ``root``."""
+    try:
+        reader = READERS[name]
+    except KeyError:
+        raise DatasetError(f"unknown dataset {name!r}; choose from {sorted(READERS)}") from None
+    return reader(root, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding and the training Dataset
+# ---------------------------------------------------------------------------------------------
+def read_bgr(path: str) -> np.ndarray:
+    """Decode one image with OpenCV (BGR uint8); a missing or unreadable file is a DatasetError."""
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    if image is None:
+        raise DatasetError(f"could not read image {path} (missing, truncated or not an image)")
+    return image
+
+
+class ImageCache:
+    """Training images decoded once and resized to the training size, held in RAM.
+
+    ``mode="decoded"``: one ``uint8 [N, H, W, 3]`` array (fastest). ``mode="jpeg"``: each image
+    re-encoded as a quality-95 JPEG at the training size (about 14x smaller; a 256x128 JPEG decodes
+    in well under a millisecond). Indexing returns ``uint8 [H, W, 3]`` in ``spec.channel_order``.
+    """
+
+    MODES = ("decoded", "jpeg")
+
+    def __init__(self, spec: InputSpec, mode: str, arrays: np.ndarray | None, encoded: list[bytes] | None):
+        self.spec, self.mode, self._arrays, self._encoded = spec, mode, arrays, encoded
+
+    @classmethod
+    def build(
+        cls,
+        paths: Sequence[str],
+        spec: InputSpec,
+        *,
+        mode: str = "decoded",
+        threads: int = 2,
+        progress: Callable[[int], None] | None = None,
+    ) -> ImageCache:
+        if mode not in cls.MODES:
+            raise ValueError(f"cache mode must be one of {cls.MODES}, got {mode!r}")
+        arrays = np.empty((len(paths), spec.height, spec.width, 3), dtype=np.uint8) if mode == "decoded" else None
+        encoded: list[bytes] | None = [b""] * len(paths) if mode == "jpeg" else None
+
+        def one(i: int) -> None:
+            image = resize_crop(read_bgr(paths[i]), spec, index=i)
+            if arrays is not None:
+                arrays[i] = image
+            else:
+                ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+                if not ok:
+                    raise DatasetError(f"could not re-encode {paths[i]} for the cache")
+                encoded[i] = buf.tobytes()
+
+        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:  # cv2 releases the GIL
+            for _ in pool.map(one, range(len(paths))):
+                if progress is not None:
+                    progress(1)
+        return cls(spec, mode, arrays, encoded)
+
+    def __len__(self) -> int:
+        return len(self._arrays) if self._arrays is not None else len(self._encoded)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        if self._arrays is not None:
+            return self._arrays[index]
+        # channels were stored in spec order, so decoding "as BGR" gives them back unchanged
+        return cv2.imdecode(np.frombuffer(self._encoded[index], np.uint8), cv2.IMREAD_COLOR)
+
+    @property
+    def nbytes(self) -> int:
+        return self._arrays.nbytes if self._arrays is not None else sum(len(b) for b in self._encoded)
+
+
+class ReidTrainDataset:
+    """Training samples from the decoded cache: ``(uint8 HxWx3 image, label)``.
+
+    Indexing takes a plain index or an ``(index, seed)`` pair; the seed drives the augmentation,
+    so a sample's pixels depend only on the sampler's plan (seeded by epoch), never on which
+    worker built it, and a resumed run sees the same pixels as an uninterrupted one.
+
+    A torch ``Dataset`` in all but name (``__len__``/``__getitem__``), kept free of torch so the
+    readers and augmentation can be tested without it.
+    """
+
+    def __init__(self, images: ImageCache | np.ndarray, labels: Sequence[int], transform: Callable | None = None):
+        if isinstance(images, np.ndarray) and (images.ndim != 4 or images.shape[3] != 3 or images.dtype != np.uint8):
+            raise ValueError(f"images must be uint8 [N, H, W, 3], got {images.dtype} {images.shape}")
+        if len(labels) != len(images):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.images = images
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[np.ndarray, int]:
+        index, seed = item if isinstance(item, tuple) else (item, None)
+        image = self.images[index]
+        if self.transform is not None:
+            image = self.transform(image, np.random.default_rng(seed))
+        return image, int(self.labels[index])
+
+
+def collate_uint8(batch: Sequence[tuple[np.ndarray, int]]):
+    """List of (HxWx3 uint8, label) -> (uint8 tensor [B, H, W, 3], int64 tensor [B]).
+
+    The loop turns the uint8 NHWC batch into float NCHW with channels-last strides for free
+    (``permute`` + ``float``), so the model's channels-last path needs no copy.
+    """
+    import torch
+
+    images = np.stack([b[0] for b in batch])
+    labels = np.fromiter((b[1] for b in batch), dtype=np.int64, count=len(batch))
+    return torch.from_numpy(images), torch.from_numpy(labels)
