@@ -1,0 +1,670 @@
+"""The gallery: who has been seen, as a few embedding exemplars per identity, searchable and persistent.
+
+Memory is bounded by design, so a matcher can run on an endless camera stream:
+
+* at most ``max_exemplars`` embeddings per identity (a new one replaces the oldest);
+* at most ``capacity`` identities; adding one more evicts the identity seen least recently
+  (``add`` and ``touch`` count as seen).
+
+Search is exact cosine similarity: an identity scores the best similarity over its exemplars.
+NumPy does it with one matrix product over preallocated storage; ``index="faiss"`` uses a
+``faiss.IndexFlatIP`` (exact inner product; optional dependency, ``pip install faiss-cpu``)
+built from the same rows, which returns the same identities and similarities.
+
+Persistence is one SQLite file (:meth:`Gallery.save` / :meth:`Gallery.load`): float32 feature
+blobs with their identity, camera and time, a marker table ``dslnet_edge_gallery`` holding the
+format version and settings, and SQLite's ``application_id``. Saving writes a fresh database to
+a temporary file in the destination folder, fsyncs it and renames it over the old file
+(:func:`dslnet_edge._io.atomic_write`), so a crash or ``kill -9`` mid-save leaves the previous
+gallery intact. Loading opens the file read-only; a file that is not SQLite, a SQLite file
+that is not a gallery, or a corrupt gallery raises :class:`GalleryFileError` and is never
+overwritten unless ``save(..., overwrite=True)`` says so.
+
+Standard library and NumPy only (faiss imported on first use). Thread-safe: one re-entrant
+lock guards every method.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sqlite3
+import threading
+import time
+import warnings
+from collections import OrderedDict
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from dslnet_edge._io import atomic_write
+
+__all__ = ["Gallery", "GalleryError", "GalleryFileError", "IdentityInfo", "GALLERY_FORMAT", "GALLERY_VERSION"]
+
+GALLERY_FORMAT = "dslnet_edge.gallery"
+GALLERY_VERSION = 1
+#: SQLite ``PRAGMA application_id`` of gallery files ("DSLG"), so ``file(1)`` and tools can tell them apart.
+APPLICATION_ID = 0x44534C47
+_MARKER_TABLE = "dslnet_edge_gallery"
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_INDEXES = ("numpy", "faiss", "auto")
+#: ``index="auto"`` switches to faiss from this many exemplars on (see benchmarks/bench_runtime.py).
+FAISS_AUTO_MIN_EXEMPLARS = 100_000
+_INITIAL_SLOTS = 16
+
+
+class GalleryError(ValueError):
+    """Invalid use of a gallery: bad features, an unknown identity, a feature size that does not match."""
+
+
+class GalleryFileError(GalleryError):
+    """A file that is not a readable dslnet_edge gallery (foreign, corrupt, or from a newer version)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class IdentityInfo:
+    """What the gallery knows about one identity."""
+
+    identity: str
+    num_exemplars: int
+    first_seen: float
+    last_seen: float
+    cameras: tuple[str, ...]
+
+
+class Gallery:
+    """Bounded, searchable, persistent store of identity exemplars.
+
+    Args:
+        feature_dim: embedding length; None takes it from the first features added.
+        max_exemplars: embeddings kept per identity (the oldest is replaced when full).
+        capacity: identities kept; the least recently seen is evicted beyond it.
+        index: ``"numpy"`` (exact, default), ``"faiss"`` (exact ``IndexFlatIP``; needs faiss) or
+            ``"auto"`` (faiss from :data:`FAISS_AUTO_MIN_EXEMPLARS` exemplars on, when installed).
+    """
+
+    def __init__(self, feature_dim: int | None = None, *, max_exemplars: int = 8, capacity: int = 10_000, index: str = "numpy"):
+        for name, value in (("max_exemplars", max_exemplars), ("capacity", capacity)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if feature_dim is not None and (isinstance(feature_dim, bool) or not isinstance(feature_dim, int) or feature_dim < 1):
+            raise ValueError(f"feature_dim must be a positive integer or None, got {feature_dim!r}")
+        if index not in _INDEXES:
+            raise ValueError(f"index must be one of {_INDEXES}, got {index!r}")
+        if index == "faiss":
+            _import_faiss()  # fail now, not at the first search
+        self._dim = feature_dim
+        self._max_exemplars = max_exemplars
+        self._capacity = capacity
+        self._index = index
+        self._lock = threading.RLock()
+        self._slots: OrderedDict[str, int] = OrderedDict()  # identity -> slot, least recently seen first
+        self._slot_identity: list[str | None] = []
+        self._free: list[int] = []
+        self._high = 0  # slots ever used (search looks at [:high])
+        self._seq = 0  # insertion counter: the oldest exemplar of a full identity is replaced
+        self._version = 0  # bumped by every change (invalidates the faiss index)
+        self._next_anonymous = 1
+        self._faiss_cache: tuple[int, object, np.ndarray] | None = None
+        self._allocate(0)
+
+    # -- storage -----------------------------------------------------------------------------
+    def _allocate(self, slots: int) -> None:
+        """(Re)size the per-row arrays to ``slots`` identity slots, keeping the contents."""
+        rows, dim = slots * self._max_exemplars, self._dim or 0
+        old_rows = len(getattr(self, "_valid", ()))
+
+        def grow(old, shape, dtype, fill):
+            new = np.full(shape, fill, dtype=dtype)
+            if old is not None and len(old) and old.shape[1:] == new.shape[1:]:
+                new[: len(old)] = old
+            return new
+
+        self._feats = grow(getattr(self, "_feats", None) if old_rows else None, (rows, dim), np.float32, 0.0)
+        self._valid = grow(getattr(self, "_valid", None), (rows,), bool, False)
+        self._row_seq = grow(getattr(self, "_row_seq", None), (rows,), np.int64, -1)
+        self._row_time = grow(getattr(self, "_row_time", None), (rows,), np.float64, np.nan)
+        self._row_camera = grow(getattr(self, "_row_camera", None), (rows,), object, None)
+        self._first_seen = grow(getattr(self, "_first_seen", None), (slots,), np.float64, np.nan)
+        self._last_seen = grow(getattr(self, "_last_seen", None), (slots,), np.float64, np.nan)
+        self._slot_identity.extend([None] * (slots - len(self._slot_identity)))
+
+    def _new_slot(self) -> int:
+        if self._free:
+            return self._free.pop()
+        slots = len(self._slot_identity)
+        if self._high == slots:
+            self._allocate(min(self._capacity, max(_INITIAL_SLOTS, slots * 2)))
+        self._high += 1
+        return self._high - 1
+
+    def _rows(self, slot: int) -> slice:
+        return slice(slot * self._max_exemplars, (slot + 1) * self._max_exemplars)
+
+    # -- properties --------------------------------------------------------------------------
+    @property
+    def feature_dim(self) -> int | None:
+        return self._dim
+
+    @property
+    def max_exemplars(self) -> int:
+        return self._max_exemplars
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    @property
+    def index(self) -> str:
+        return self._index
+
+    @property
+    def num_exemplars(self) -> int:
+        with self._lock:
+            return int(self._valid.sum())
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes held by the feature storage (bounded by capacity x max_exemplars x feature_dim x 4)."""
+        with self._lock:
+            return int(self._feats.nbytes + self._valid.nbytes + self._row_seq.nbytes + self._row_time.nbytes + self._row_camera.nbytes)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._slots)
+
+    def __contains__(self, identity: object) -> bool:
+        with self._lock:
+            return identity in self._slots
+
+    def identities(self) -> list[str]:
+        """All identities, least recently seen first."""
+        with self._lock:
+            return list(self._slots)
+
+    def info(self, identity: str) -> IdentityInfo:
+        with self._lock:
+            slot = self._slot_of(identity)
+            rows = self._rows(slot)
+            valid = self._valid[rows]
+            cameras = sorted({c for c in self._row_camera[rows][valid] if c is not None})
+            return IdentityInfo(
+                identity=identity,
+                num_exemplars=int(valid.sum()),
+                first_seen=float(self._first_seen[slot]),
+                last_seen=float(self._last_seen[slot]),
+                cameras=tuple(cameras),
+            )
+
+    def features(self, identity: str) -> np.ndarray:
+        """The identity's exemplars, oldest first (a copy, float32 ``[n, D]``)."""
+        with self._lock:
+            span = self._rows(self._slot_of(identity))
+            rows = np.arange(span.start, span.stop)
+            rows = rows[self._valid[rows]]
+            return self._feats[rows[np.argsort(self._row_seq[rows])]].copy()
+
+    def _slot_of(self, identity: str) -> int:
+        try:
+            return self._slots[identity]
+        except KeyError:
+            raise GalleryError(f"identity {identity!r} is not in the gallery") from None
+
+    # -- changes -----------------------------------------------------------------------------
+    def add(self, identity: str, features: np.ndarray, *, camera: str | None = None, timestamp: float | None = None) -> list[str]:
+        """Add exemplars (``[D]`` or ``[N, D]``, L2-normalized here) to ``identity``, creating it if new.
+
+        Returns the identities evicted to make room (least recently seen first), usually none.
+        """
+        _check_identity(identity)
+        camera = None if camera is None else str(camera)
+        stamp = _timestamp(timestamp)
+        with self._lock:
+            feats = self._as_features(features, "features", set_dim=True)
+            return self._add_rows(identity, feats, [camera] * len(feats), [stamp] * len(feats))
+
+    def _add_rows(self, identity: str, feats: np.ndarray, cameras: list, stamps: list[float]) -> list[str]:
+        evicted = []
+        slot = self._slots.get(identity)
+        if slot is None:
+            while len(self._slots) >= self._capacity:
+                evicted.append(self._evict_oldest())
+            slot = self._new_slot()
+            self._slots[identity] = slot
+            self._slot_identity[slot] = identity
+            self._first_seen[slot] = min(stamps)
+        for feat, camera, stamp in zip(feats[-self._max_exemplars :], cameras[-self._max_exemplars :], stamps[-self._max_exemplars :]):
+            self._put(slot, feat, camera, stamp)
+        self._seen(identity, slot, max(stamps))
+        return evicted
+
+    def _put(self, slot: int, feat: np.ndarray, camera: str | None, stamp: float) -> None:
+        rows = self._rows(slot)
+        valid = self._valid[rows]
+        offset = int(np.argmin(valid)) if not valid.all() else int(np.argmin(self._row_seq[rows]))
+        row = rows.start + offset
+        self._feats[row] = feat
+        self._valid[row] = True
+        self._row_seq[row] = self._seq
+        self._row_time[row] = stamp
+        self._row_camera[row] = camera
+        self._seq += 1
+        self._version += 1
+
+    def _seen(self, identity: str, slot: int, stamp: float) -> None:
+        self._slots.move_to_end(identity)
+        last = self._last_seen[slot]
+        self._last_seen[slot] = stamp if math.isnan(last) else max(last, stamp)
+
+    def touch(self, identity: str, *, timestamp: float | None = None) -> None:
+        """Mark ``identity`` as seen now (it moves to the back of the eviction queue)."""
+        stamp = _timestamp(timestamp)
+        with self._lock:
+            self._seen(identity, self._slot_of(identity), stamp)
+
+    def remove(self, identity: str) -> None:
+        """Forget ``identity`` and all its exemplars."""
+        with self._lock:
+            self._release(identity)
+
+    def _evict_oldest(self) -> str:
+        identity = next(iter(self._slots))
+        self._release(identity)
+        return identity
+
+    def _release(self, identity: str) -> None:
+        slot = self._slot_of(identity)
+        del self._slots[identity]
+        rows = self._rows(slot)
+        self._feats[rows] = 0.0
+        self._valid[rows] = False
+        self._row_seq[rows] = -1
+        self._row_time[rows] = np.nan
+        self._row_camera[rows] = None
+        self._first_seen[slot] = self._last_seen[slot] = np.nan
+        self._slot_identity[slot] = None
+        self._free.append(slot)
+        self._version += 1
+
+    def new_identity(self, prefix: str = "person-") -> str:
+        """A fresh identity name (``person-000001``, ...) not used in this gallery; the counter is saved with it."""
+        with self._lock:
+            while True:
+                name = f"{prefix}{self._next_anonymous:06d}"
+                self._next_anonymous += 1
+                if name not in self._slots:
+                    return name
+
+    def clear(self) -> None:
+        with self._lock:
+            for identity in list(self._slots):
+                self._release(identity)
+
+    # -- search ------------------------------------------------------------------------------
+    def search(self, queries: np.ndarray, top_k: int = 5) -> list[list[tuple[str, float]]]:
+        """The ``top_k`` most similar identities for every query, best first.
+
+        Args:
+            queries: ``[D]`` or ``[Q, D]`` embeddings (L2-normalized here).
+            top_k: candidates per query (fewer when the gallery holds fewer identities).
+
+        Returns:
+            one list per query of ``(identity, cosine similarity)`` tuples, highest first;
+            identities score their best exemplar.
+        """
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+        with self._lock:
+            q = self._as_features(queries, "queries")
+            if not self._slots:
+                return [[] for _ in range(len(q))]
+            k = min(top_k, len(self._slots))
+            if self._use_faiss():
+                return self._search_faiss(q, k)
+            return self._search_numpy(q, k)
+
+    def _use_faiss(self) -> bool:
+        if self._index == "faiss":
+            return True
+        if self._index == "auto" and self.num_exemplars >= FAISS_AUTO_MIN_EXEMPLARS:
+            try:
+                _import_faiss()
+            except ImportError:
+                return False
+            return True
+        return False
+
+    def _search_numpy(self, q: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+        rows = self._high * self._max_exemplars
+        sims = self._feats[:rows] @ q.T  # [rows, Q]
+        sims[~self._valid[:rows]] = -np.inf
+        per_slot = sims.reshape(self._high, self._max_exemplars, len(q)).max(axis=1)  # [slots, Q]
+        results = []
+        for column in per_slot.T:
+            top = np.argpartition(-column, k - 1)[:k] if k < len(column) else np.arange(len(column))
+            top = top[np.isfinite(column[top])]
+            results.append(self._ranked([(self._slot_identity[s], float(column[s])) for s in top]))
+        return results
+
+    def _search_faiss(self, q: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+        index, row_slot = self._faiss_index()
+        # The k-th best identity's best exemplar ranks at most (k-1)*max_exemplars + 1 among the
+        # rows (only exemplars of better identities can rank above it), so that many rows suffice.
+        n_rows = min(index.ntotal, (k - 1) * self._max_exemplars + 1)
+        sims, rows = index.search(q, n_rows)
+        results = []
+        for row_sims, row_ids in zip(sims, rows):
+            best: dict[int, float] = {}
+            for sim, row in zip(row_sims, row_ids):
+                if row >= 0 and row_slot[row] not in best:
+                    best[int(row_slot[row])] = float(sim)
+            results.append(self._ranked([(self._slot_identity[s], v) for s, v in best.items()])[:k])
+        return results
+
+    def _faiss_index(self):
+        if self._faiss_cache is None or self._faiss_cache[0] != self._version:
+            faiss = _import_faiss()
+            rows = np.flatnonzero(self._valid[: self._high * self._max_exemplars])
+            index = faiss.IndexFlatIP(self._dim)
+            index.add(np.ascontiguousarray(self._feats[rows]))
+            self._faiss_cache = (self._version, index, rows // self._max_exemplars)
+        return self._faiss_cache[1], self._faiss_cache[2]
+
+    @staticmethod
+    def _ranked(pairs: Iterable[tuple[str, float]]) -> list[tuple[str, float]]:
+        return sorted(pairs, key=lambda p: (-p[1], p[0]))
+
+    def similarity(self, identity: str, queries: np.ndarray) -> np.ndarray:
+        """Best cosine similarity of each query to ``identity``'s exemplars (float32 ``[Q]``)."""
+        with self._lock:
+            q = self._as_features(queries, "queries")
+            rows = self._rows(self._slot_of(identity))
+            sims = self._feats[rows] @ q.T
+            sims[~self._valid[rows]] = -np.inf
+            return sims.max(axis=0).astype(np.float32)
+
+    # -- validation --------------------------------------------------------------------------
+    def _as_features(self, x: np.ndarray, what: str, *, set_dim: bool = False) -> np.ndarray:
+        """Validate ``[D]``/``[N, D]`` features and L2-normalize them (float32 ``[N, D]``)."""
+        x = np.asarray(x)
+        if x.dtype.kind not in "fiu" or x.dtype == np.bool_:
+            raise GalleryError(f"{what} must be a float array, got dtype {x.dtype}")
+        if x.ndim == 1:
+            x = x[None]
+        if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+            raise GalleryError(f"{what} must have shape [D] or [N, D] with N, D >= 1, got {np.shape(x)}")
+        if self._dim is None and set_dim:
+            self._dim = int(x.shape[1])
+            self._allocate(len(self._slot_identity))
+        if self._dim is not None and x.shape[1] != self._dim:
+            raise GalleryError(f"{what} have {x.shape[1]} dimensions but this gallery holds {self._dim}-d embeddings (another model?)")
+        x = x.astype(np.float64)
+        finite = np.isfinite(x).all(axis=1)
+        if not finite.all():
+            raise GalleryError(f"{what} row {int(np.argmin(finite))} contains NaN/inf")
+        norms = np.linalg.norm(x, axis=1)
+        if (norms < 1e-12).any():
+            raise GalleryError(f"{what} row {int(np.argmax(norms < 1e-12))} is all zeros; it has no direction to compare")
+        return (x / norms[:, None]).astype(np.float32)
+
+    # -- persistence -------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write the gallery to one SQLite file, atomically (a crash mid-save keeps the old file).
+
+        An existing file at ``path`` that is not a dslnet_edge gallery (another database, any
+        other file, a corrupt gallery) is refused with :class:`GalleryFileError` unless
+        ``overwrite=True``.
+        """
+        path = Path(path)
+        if path.exists() and not overwrite:
+            _refuse_foreign_destination(path)
+        snapshot = self._snapshot()
+        with atomic_write(path) as tmp:
+            _write_database(tmp, snapshot)
+        return path
+
+    def _snapshot(self) -> dict:
+        with self._lock:
+            identities = []
+            for rank, (identity, slot) in enumerate(self._slots.items()):
+                rows = np.arange(self._rows(slot).start, self._rows(slot).stop)
+                rows = rows[self._valid[rows]]
+                rows = rows[np.argsort(self._row_seq[rows])]
+                identities.append(
+                    (
+                        identity,
+                        rank,
+                        float(self._first_seen[slot]),
+                        float(self._last_seen[slot]),
+                        [(self._feats[r].tobytes(), self._row_camera[r], float(self._row_time[r])) for r in rows],
+                    )
+                )
+            return {
+                "feature_dim": self._dim or 0,
+                "max_exemplars": self._max_exemplars,
+                "capacity": self._capacity,
+                "next_anonymous": self._next_anonymous,
+                "identities": identities,
+            }
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike,
+        *,
+        capacity: int | None = None,
+        max_exemplars: int | None = None,
+        index: str = "numpy",
+    ) -> Gallery:
+        """Read a gallery saved by :meth:`save` (opened read-only; the file is never modified).
+
+        ``capacity`` / ``max_exemplars`` override the saved settings; when they are smaller than
+        what the file holds, the least recently seen identities / oldest exemplars are dropped
+        (with a warning).
+        """
+        data = _read_database(Path(path))
+        gallery = cls(
+            data["feature_dim"] or None,
+            max_exemplars=max_exemplars or data["max_exemplars"],
+            capacity=capacity or data["capacity"],
+            index=index,
+        )
+        dropped = 0
+        for identity, first_seen, last_seen, exemplars in data["identities"]:  # least recently seen first
+            if not exemplars:
+                raise GalleryFileError(f"{path}: identity {identity!r} has no exemplars (corrupt)")
+            kept = exemplars[-gallery.max_exemplars :]
+            dropped += len(exemplars) - len(kept)
+            with gallery._lock:
+                feats = gallery._as_features(np.stack([f for f, _, _ in kept]), "features", set_dim=True)
+                gallery._add_rows(identity, feats, [c for _, c, _ in kept], [t for _, _, t in kept])
+            slot = gallery._slots[identity]
+            gallery._first_seen[slot] = first_seen
+            gallery._last_seen[slot] = last_seen
+        evicted = len(data["identities"]) - len(gallery)
+        if evicted or dropped:
+            warnings.warn(
+                f"gallery {path}: kept {len(gallery)} of {len(data['identities'])} identities and dropped {dropped} "
+                "exemplars to fit the requested capacity/max_exemplars",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        gallery._next_anonymous = max(gallery._next_anonymous, data["next_anonymous"])
+        return gallery
+
+    def __repr__(self) -> str:
+        return (
+            f"Gallery({len(self)} identities, {self.num_exemplars} exemplars, dim={self._dim}, "
+            f"max_exemplars={self._max_exemplars}, capacity={self._capacity}, index={self._index!r})"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# SQLite file format
+# ---------------------------------------------------------------------------------------------
+_SCHEMA = f"""
+CREATE TABLE {_MARKER_TABLE} (
+    format TEXT NOT NULL,
+    format_version INTEGER NOT NULL,
+    feature_dim INTEGER NOT NULL,
+    max_exemplars INTEGER NOT NULL,
+    capacity INTEGER NOT NULL,
+    next_anonymous INTEGER NOT NULL,
+    saved_at REAL NOT NULL
+);
+CREATE TABLE identities (
+    identity TEXT PRIMARY KEY,
+    recency INTEGER NOT NULL,       -- 0 = least recently seen
+    first_seen REAL NOT NULL,
+    last_seen REAL NOT NULL
+);
+CREATE TABLE exemplars (
+    id INTEGER PRIMARY KEY,         -- insertion order within an identity
+    identity TEXT NOT NULL REFERENCES identities(identity),
+    feature BLOB NOT NULL,          -- float32, little-endian, feature_dim values
+    camera TEXT,
+    timestamp REAL NOT NULL
+);
+"""
+
+
+def _write_database(path: Path, snapshot: dict) -> None:
+    con = sqlite3.connect(str(path))
+    try:
+        # A fresh temporary file that atomic_write fsyncs and renames: no journal needed.
+        con.execute("PRAGMA journal_mode=OFF")
+        con.execute("PRAGMA synchronous=OFF")
+        con.execute(f"PRAGMA application_id={APPLICATION_ID}")
+        con.execute(f"PRAGMA user_version={GALLERY_VERSION}")
+        con.executescript(_SCHEMA)
+        con.execute(
+            f"INSERT INTO {_MARKER_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                GALLERY_FORMAT,
+                GALLERY_VERSION,
+                snapshot["feature_dim"],
+                snapshot["max_exemplars"],
+                snapshot["capacity"],
+                snapshot["next_anonymous"],
+                time.time(),
+            ),
+        )
+        for identity, rank, first_seen, last_seen, exemplars in snapshot["identities"]:
+            con.execute("INSERT INTO identities VALUES (?, ?, ?, ?)", (identity, rank, first_seen, last_seen))
+            con.executemany(
+                "INSERT INTO exemplars (identity, feature, camera, timestamp) VALUES (?, ?, ?, ?)",
+                [(identity, blob, camera, stamp) for blob, camera, stamp in exemplars],
+            )
+        con.commit()
+    finally:
+        con.close()
+
+
+def _check_header(path: Path) -> None:
+    if not path.exists():
+        raise FileNotFoundError(f"gallery file {path} does not exist")
+    if path.is_dir():
+        raise GalleryFileError(f"gallery path {path} is a directory; expected a .db file")
+    with open(path, "rb") as f:
+        header = f.read(len(_SQLITE_MAGIC))
+    if not header:
+        raise GalleryFileError(f"{path} is empty (0 bytes); it is not a dslnet_edge gallery")
+    if header != _SQLITE_MAGIC:
+        raise GalleryFileError(f"{path} is not a SQLite database, so it is not a dslnet_edge gallery")
+
+
+def _open_read_only(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
+
+
+def _read_marker(con: sqlite3.Connection, path: Path) -> tuple:
+    tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if _MARKER_TABLE not in tables:
+        raise GalleryFileError(
+            f"{path} is a SQLite database but not a dslnet_edge gallery (it has no {_MARKER_TABLE} table; "
+            f"its tables: {sorted(tables)[:8]})"
+        )
+    rows = con.execute(
+        f"SELECT format, format_version, feature_dim, max_exemplars, capacity, next_anonymous FROM {_MARKER_TABLE}"
+    ).fetchall()
+    if len(rows) != 1 or rows[0][0] != GALLERY_FORMAT:
+        raise GalleryFileError(f"{path}: its {_MARKER_TABLE} table does not hold one {GALLERY_FORMAT!r} row; not a gallery this code wrote")
+    version = rows[0][1]
+    if not isinstance(version, int) or version > GALLERY_VERSION:
+        raise GalleryFileError(f"{path} is a gallery of format version {version!r}; this dslnet_edge reads up to {GALLERY_VERSION}: upgrade it")
+    return rows[0]
+
+
+def _refuse_foreign_destination(path: Path) -> None:
+    if path.is_file() and path.stat().st_size == 0:
+        return  # nothing to lose
+    try:
+        _check_header(path)
+        con = _open_read_only(path)
+        try:
+            _read_marker(con, path)
+        finally:
+            con.close()
+    except (GalleryFileError, sqlite3.DatabaseError) as exc:
+        raise GalleryFileError(f"refusing to overwrite {path}: {exc}. Pass overwrite=True to replace it") from None
+
+
+def _read_database(path: Path) -> dict:
+    _check_header(path)
+    try:
+        con = _open_read_only(path)
+        try:
+            _, _, dim, max_exemplars, capacity, next_anonymous = _read_marker(con, path)
+            identities = con.execute("SELECT identity, first_seen, last_seen FROM identities ORDER BY recency").fetchall()
+            rows = con.execute("SELECT identity, feature, camera, timestamp FROM exemplars ORDER BY id").fetchall()
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:
+        raise GalleryFileError(f"{path} is a corrupt gallery database: {exc}") from None
+    for name, value in (("feature_dim", dim), ("max_exemplars", max_exemplars), ("capacity", capacity)):
+        if not isinstance(value, int) or value < (0 if name == "feature_dim" else 1):
+            raise GalleryFileError(f"{path} has an invalid {name} {value!r}")
+    by_identity: dict[str, list] = {identity: [] for identity, _, _ in identities}
+    for identity, blob, camera, stamp in rows:
+        if identity not in by_identity:
+            raise GalleryFileError(f"{path}: an exemplar belongs to identity {identity!r}, which is not in its identities table")
+        if not isinstance(blob, bytes) or len(blob) != 4 * dim:
+            size = len(blob) if isinstance(blob, bytes) else type(blob).__name__
+            raise GalleryFileError(f"{path}: an exemplar of {identity!r} has {size} bytes; expected {4 * dim} ({dim} float32)")
+        feat = np.frombuffer(blob, dtype="<f4").astype(np.float32)
+        if not np.isfinite(feat).all() or not np.any(feat):
+            raise GalleryFileError(f"{path}: an exemplar of {identity!r} is NaN/inf or all zeros (corrupt)")
+        by_identity[identity].append((feat, camera, float(stamp)))
+    return {
+        "feature_dim": dim,
+        "max_exemplars": max_exemplars,
+        "capacity": capacity,
+        "next_anonymous": int(next_anonymous),
+        "identities": [(identity, float(first), float(last), by_identity[identity]) for identity, first, last in identities],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+def _check_identity(identity: object) -> None:
+    if not isinstance(identity, str) or not identity:
+        raise GalleryError(f"identity must be a non-empty string, got {identity!r}")
+
+
+def _timestamp(timestamp: float | None) -> float:
+    if timestamp is None:
+        return time.time()
+    if isinstance(timestamp, bool) or not isinstance(timestamp, (int, float)) or not math.isfinite(timestamp):
+        raise ValueError(f"timestamp must be a finite number of seconds, got {timestamp!r}")
+    return float(timestamp)
+
+
+def _import_faiss():
+    try:
+        import faiss
+    except ImportError as exc:
+        raise ImportError(f"Gallery(index='faiss') needs faiss (pip install faiss-cpu): {exc}") from None
+    return faiss

@@ -1,0 +1,318 @@
+"""Choosing the match threshold from data, and recalibrating it on your own cameras.
+
+The matcher calls two crops the same person when the cosine similarity of their embeddings is
+at least a threshold. The right value depends on the model *and* on the cameras (viewpoints,
+light, resolution), so it is measured, not guessed: embed labelled crops, collect the
+similarities of same-person pairs (across cameras when the file names say which camera) and of
+different-person pairs, and pick the threshold that separates them best
+(:func:`calibrate_threshold`, pure NumPy).
+
+Recalibrate on your own cameras' labelled crops::
+
+    python -m dslnet_edge.threshold --data-root my_crops/ [--model model.onnx] [--method balanced]
+
+``my_crops/`` holds either Market-1501-style names (``0001_c1s1_000151_00.jpg``: identity 0001,
+camera 1) or one sub-folder per identity (``my_crops/alice/*.jpg``; camera unknown). The
+command prints the threshold and how often same/different pairs match at it; pass it on as
+``Matcher(engine, threshold=...)``.
+
+Methods: ``balanced`` (default) maximizes balanced accuracy = (true-match rate + true-non-match
+rate) / 2, which does not depend on how many more different-person pairs than same-person pairs
+a dataset has; ``f1`` maximizes pair-level F1; ``far`` fixes the false-match rate (the share of
+different-person pairs that would match, i.e. merged identities) at ``--target-far`` and takes
+the lowest threshold that keeps it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "ThresholdCalibration",
+    "calibrate_threshold",
+    "pair_similarities",
+    "CalibrationConfig",
+    "calibrate_from_folders",
+    "read_labelled_crops",
+    "main",
+]
+
+METHODS = ("balanced", "f1", "far")
+_MARKET_NAME = re.compile(r"^(-?\d+)_c(\d+)")
+_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
+
+
+@dataclasses.dataclass(frozen=True)
+class ThresholdCalibration:
+    """A chosen threshold and how same/different pairs behave at it (a pair matches when sim >= threshold)."""
+
+    threshold: float
+    method: str
+    true_match_rate: float  # same-person pairs that match
+    false_match_rate: float  # different-person pairs that match
+    balanced_accuracy: float
+    f1: float
+    num_same: int
+    num_different: int
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        for name in ("true_match_rate", "false_match_rate", "balanced_accuracy", "f1"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+        if not np.isfinite(self.threshold):
+            raise ValueError(f"threshold must be finite, got {self.threshold!r}")
+        if self.num_same < 1 or self.num_different < 1:
+            raise ValueError("a calibration needs at least one same and one different pair")
+
+    def summary(self) -> str:
+        return (
+            f"threshold {self.threshold:.4f} ({self.method}): {100 * self.true_match_rate:.1f}% of same-person pairs "
+            f"and {100 * self.false_match_rate:.2f}% of different-person pairs match; balanced accuracy "
+            f"{self.balanced_accuracy:.3f}, F1 {self.f1:.3f}; from {self.num_same} same / {self.num_different} different pairs"
+        )
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def calibrate_threshold(
+    same_sims: Sequence[float] | np.ndarray,
+    diff_sims: Sequence[float] | np.ndarray,
+    *,
+    method: str = "balanced",
+    target_far: float = 0.01,
+) -> ThresholdCalibration:
+    """Pick the similarity threshold that best separates same-person from different-person pairs.
+
+    Candidate thresholds lie halfway between consecutive observed similarities (plus one below
+    and one above all of them), so the chosen value does not sit on a sample.
+
+    Args:
+        same_sims: similarities of pairs showing the same person.
+        diff_sims: similarities of pairs showing different people.
+        method: ``"balanced"`` (max balanced accuracy), ``"f1"`` (max pair F1) or ``"far"``
+            (lowest threshold whose false-match rate is at most ``target_far``).
+        target_far: the false-match rate allowed by ``method="far"``.
+
+    >>> c = calibrate_threshold([0.8, 0.9, 0.7], [0.1, 0.3, 0.2, 0.4])
+    >>> round(c.threshold, 2), c.true_match_rate, c.false_match_rate
+    (0.55, 1.0, 0.0)
+    """
+    same = _scores(same_sims, "same_sims")
+    diff = _scores(diff_sims, "diff_sims")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if not (0.0 <= target_far <= 1.0):
+        raise ValueError(f"target_far must be in [0, 1], got {target_far!r}")
+    values = np.unique(np.concatenate([same, diff]))
+    candidates = np.concatenate([[values[0] - 1e-3], (values[:-1] + values[1:]) / 2, [values[-1] + 1e-3]])
+    same_sorted, diff_sorted = np.sort(same), np.sort(diff)
+    tp = len(same) - np.searchsorted(same_sorted, candidates, side="left")  # same pairs with sim >= t
+    fp = len(diff) - np.searchsorted(diff_sorted, candidates, side="left")
+    tpr, fpr = tp / len(same), fp / len(diff)
+    balanced = (tpr + 1.0 - fpr) / 2.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(tp > 0, 2 * tp / (2 * tp + fp + (len(same) - tp)), 0.0)
+    if method == "balanced":
+        best = _argmax_middle(balanced)
+    elif method == "f1":
+        best = _argmax_middle(f1)
+    else:
+        allowed = np.flatnonzero(fpr <= target_far + 1e-12)  # thresholds ascend, fpr descends
+        best = int(allowed[0])
+    return ThresholdCalibration(
+        threshold=float(candidates[best]),
+        method=method,
+        true_match_rate=float(tpr[best]),
+        false_match_rate=float(fpr[best]),
+        balanced_accuracy=float(balanced[best]),
+        f1=float(f1[best]),
+        num_same=len(same),
+        num_different=len(diff),
+    )
+
+
+def _argmax_middle(values: np.ndarray) -> int:
+    """Index of the maximum; for a plateau of equal maxima, its middle (the widest margin)."""
+    top = np.flatnonzero(values >= values.max() - 1e-12)
+    runs = np.split(top, np.flatnonzero(np.diff(top) > 1) + 1)
+    run = max(runs, key=len)
+    return int(run[len(run) // 2])
+
+
+def _scores(values, name: str) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64).ravel()
+    if array.size == 0:
+        raise ValueError(f"{name} is empty; calibration needs pairs of both kinds")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} contains NaN/inf")
+    if array.min() < -1.0001 or array.max() > 1.0001:
+        raise ValueError(f"{name} must be cosine similarities in [-1, 1], found [{array.min():.3f}, {array.max():.3f}]")
+    return array
+
+
+def pair_similarities(
+    features: np.ndarray,
+    identities: Sequence[str],
+    cameras: Sequence[str | None] | None = None,
+    *,
+    cross_camera: bool = True,
+    max_pairs: int | None = 1_000_000,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine similarities of same-identity and different-identity pairs (each unordered pair once).
+
+    With ``cross_camera`` and known cameras, same-identity pairs must come from different
+    cameras (the hard, useful case for multi-camera matching). ``max_pairs`` caps each kind by
+    random subsampling (``seed``), so a large folder does not exhaust memory.
+    """
+    feats = np.asarray(features, dtype=np.float64)
+    if feats.ndim != 2 or len(feats) != len(identities):
+        raise ValueError(f"features must be [N, D] with N = len(identities) = {len(identities)}, got {feats.shape}")
+    feats = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
+    ids = np.asarray(identities, dtype=object)
+    i, j = np.triu_indices(len(ids), k=1)
+    sims = (feats @ feats.T)[i, j]
+    same = ids[i] == ids[j]
+    if cross_camera and cameras is not None and all(c is not None for c in cameras):
+        cams = np.asarray(cameras, dtype=object)
+        same_mask = same & (cams[i] != cams[j])
+    else:
+        same_mask = same
+    rng = np.random.default_rng(seed)
+    return _cap(sims[same_mask], max_pairs, rng), _cap(sims[~same], max_pairs, rng)
+
+
+def _cap(values: np.ndarray, limit: int | None, rng: np.random.Generator) -> np.ndarray:
+    if limit is None or len(values) <= limit:
+        return values
+    return values[rng.choice(len(values), size=limit, replace=False)]
+
+
+# ---------------------------------------------------------------------------------------------
+# From labelled crops on disk
+# ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class CalibrationConfig:
+    """What ``python -m dslnet_edge.threshold`` was asked to do."""
+
+    data_roots: tuple[Path, ...]
+    model: Path | None = None  # None: the bundled demo weights
+    method: str = "balanced"
+    target_far: float = 0.01
+    cross_camera: bool = True
+    max_per_identity: int | None = 20
+    batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        if not self.data_roots:
+            raise ValueError("give at least one --data-root")
+        if self.method not in METHODS:
+            raise ValueError(f"--method must be one of {METHODS}, got {self.method!r}")
+        if self.max_per_identity is not None and self.max_per_identity < 1:
+            raise ValueError(f"--max-per-identity must be >= 1, got {self.max_per_identity}")
+
+
+def read_labelled_crops(roots: Sequence[Path], *, max_per_identity: int | None = None) -> list[tuple[Path, str, str | None]]:
+    """``(image path, identity, camera)`` for every image under ``roots``.
+
+    Identity and camera come from Market-1501-style names (``PPPP_cC...``; identity -1 = junk,
+    skipped); otherwise the identity is the image's parent folder and the camera is unknown.
+    """
+    found: list[tuple[Path, str, str | None]] = []
+    for root in roots:
+        root = Path(root)
+        if not root.is_dir():
+            raise FileNotFoundError(f"data root {root} is not a folder")
+        for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES):
+            m = _MARKET_NAME.match(path.name)
+            if m:
+                if m.group(1) == "-1":
+                    continue
+                found.append((path, str(int(m.group(1))), f"c{m.group(2)}"))
+            elif path.parent != root:
+                found.append((path, path.parent.name, None))
+    if max_per_identity is not None:
+        counts: dict[str, int] = {}
+        kept = []
+        for item in found:
+            counts[item[1]] = counts.get(item[1], 0) + 1
+            if counts[item[1]] <= max_per_identity:
+                kept.append(item)
+        found = kept
+    return found
+
+
+def calibrate_from_folders(config: CalibrationConfig) -> ThresholdCalibration:
+    """Embed the labelled crops with the model and calibrate the threshold on their pairs."""
+    import cv2
+
+    from dslnet_edge.engine import Engine
+
+    items = read_labelled_crops(config.data_roots, max_per_identity=config.max_per_identity)
+    identities = {identity for _, identity, _ in items}
+    if len(identities) < 2:
+        raise ValueError(f"found {len(items)} labelled images of {len(identities)} identities under {list(map(str, config.data_roots))}; need at least 2 identities")
+    with Engine(config.model) as engine:
+        feats = []
+        for start in range(0, len(items), config.batch_size):
+            crops = []
+            for path, _, _ in items[start : start + config.batch_size]:
+                image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+                if image is None:
+                    raise ValueError(f"cannot read image {path}")
+                crops.append(image)
+            feats.append(engine.embed(crops))
+    same, diff = pair_similarities(
+        np.concatenate(feats), [i for _, i, _ in items], [c for _, _, c in items], cross_camera=config.cross_camera
+    )
+    if len(same) == 0:
+        raise ValueError("no same-identity pairs (across cameras) among the images; add more images per identity or pass --any-camera")
+    return calibrate_threshold(same, diff, method=config.method, target_far=config.target_far)
+
+
+def _parse_args(argv: Sequence[str] | None) -> tuple[CalibrationConfig, bool]:
+    parser = argparse.ArgumentParser(prog="python -m dslnet_edge.threshold", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-root", action="append", required=True, type=Path, help="folder of labelled crops (repeatable)")
+    parser.add_argument("--model", type=Path, default=None, help="model file (.onnx/.engine/.pt); default: bundled demo ONNX")
+    parser.add_argument("--method", choices=METHODS, default="balanced")
+    parser.add_argument("--target-far", type=float, default=0.01, help="false-match rate for --method far")
+    parser.add_argument("--any-camera", action="store_true", help="also count same-camera pairs as same-person pairs")
+    parser.add_argument("--max-per-identity", type=int, default=20, help="images used per identity (0 = all)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    args = parser.parse_args(argv)
+    config = CalibrationConfig(
+        data_roots=tuple(args.data_root),
+        model=args.model,
+        method=args.method,
+        target_far=args.target_far,
+        cross_camera=not args.any_camera,
+        max_per_identity=args.max_per_identity or None,
+    )
+    return config, args.json
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        config, as_json = _parse_args(argv)
+        result = calibrate_from_folders(config)
+    except (ValueError, OSError, RuntimeError) as exc:  # expected failures: one line, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result.to_dict(), indent=2) if as_json else result.summary())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
