@@ -9,8 +9,8 @@ and gallery stay comparable). Layouts:
   Identity ``-1`` is junk and dropped everywhere; identity ``0`` is kept (in Market-1501 it only
   occurs in the gallery, as distractors that never match a query; in CUHK03-style exports such as
   ``cuhk03-pair1`` it is an ordinary training identity).
-* ``cuhk03``: the new protocol (767 train / 700 test identities), as the common Re-ID toolkits
-  prepare it, see :func:`read_cuhk03`.
+* ``cuhk03`` / ``cuhk03_labeled``: the new protocol (767 train / 700 test identities), detected or
+  labeled boxes, as the common Re-ID toolkits prepare it, see :func:`read_cuhk03`.
 * ``msmt17``: list files ``list_train.txt`` / ``list_val.txt`` / ``list_query.txt`` /
   ``list_gallery.txt`` beside ``train/`` and ``test/`` folders, see :func:`read_msmt17`.
 
@@ -46,6 +46,9 @@ __all__ = [
     "READERS",
     "read_dataset",
     "read_market1501",
+    "read_dukemtmc",
+    "read_cuhk03",
+    "read_msmt17",
     "read_image_folder",
     "parse_market_name",
     "ImageCache",
@@ -188,9 +191,126 @@ def read_market1501(root: str | os.PathLike, *, name: str = "market1501", eval_s
     return ReidSplit(name, str(root), train, query, gallery, names)
 
 
+def read_dukemtmc(root: str | os.PathLike, **kwargs) -> ReidSplit:
+    """DukeMTMC-reID: the Market-1501 layout (``0001_c2_f0046182.jpg``)."""
+    return read_market1501(root, name="dukemtmc", **kwargs)
+
+
+_CUHK03_SUBSETS = ("detected", "labeled")
+
+
+def read_cuhk03(root: str | os.PathLike, *, subset: str = "detected", eval_sets: bool = True) -> ReidSplit:
+    """CUHK03, new protocol (Zhong et al. 2017: 767 training / 700 test identities).
+
+    Accepted layouts, tried in this order (``subset`` is "detected" - the paper's choice - or "labeled"):
+
+    1. ``root`` itself in the Market-1501 layout (one subset exported, like ``cuhk03-pair1``);
+    2. ``root/{detected,labeled}/{bounding_box_train,query,bounding_box_test}`` (the "cuhk03-np"
+       release; ``root/cuhk03-np/...`` is also found);
+    3. ``root/cuhk03_new_protocol_config_{detected,labeled}.mat`` with images in
+       ``root/images_{detected,labeled}/`` (the torchreid preparation; needs scipy). The .mat holds
+       ``filelist``, ``labels``, ``camId`` and 1-based ``train_idx`` / ``query_idx`` / ``gallery_idx``.
+    """
+    if subset not in _CUHK03_SUBSETS:
+        raise DatasetError(f"CUHK03 subset must be one of {_CUHK03_SUBSETS}, got {subset!r}")
+    root = Path(root)
+    _require_dir(root, "CUHK03")
+    name = f"cuhk03_{subset}"
+    if (root / "bounding_box_train").is_dir():
+        return read_market1501(root, name=name, eval_sets=eval_sets)
+    for folder in (root / subset, root / "cuhk03-np" / subset):
+        if (folder / "bounding_box_train").is_dir():
+            return read_market1501(folder, name=name, eval_sets=eval_sets)
+    mat = root / f"cuhk03_new_protocol_config_{subset}.mat"
+    if mat.is_file():
+        return _read_cuhk03_mat(root, mat, subset, name)
+    raise DatasetError(
+        f"{root} is not a CUHK03 new-protocol dataset: expected bounding_box_train/ there, or "
+        f"{subset}/bounding_box_train/ (cuhk03-np layout), or cuhk03_new_protocol_config_{subset}.mat "
+        f"with images_{subset}/"
+    )
+
+
+def _read_cuhk03_mat(root: Path, mat: Path, subset: str, name: str) -> ReidSplit:
+    try:
+        from scipy.io import loadmat
+    except ImportError:
+        raise DatasetError(f"reading {mat} needs scipy (pip install scipy), or use the cuhk03-np folder layout") from None
+    try:
+        cfg = loadmat(str(mat))
+    except Exception as exc:  # scipy raises several unrelated types for a bad file
+        raise DatasetError(f"{mat} could not be read as a MATLAB file: {exc}") from None
+    missing = [k for k in ("filelist", "labels", "camId", "train_idx", "query_idx", "gallery_idx") if k not in cfg]
+    if missing:
+        raise DatasetError(f"{mat} lacks the fields {missing} of the CUHK03 new-protocol configuration")
+    files = [str(np.ravel(f)[0]) for f in np.ravel(cfg["filelist"])]
+    pids = np.ravel(cfg["labels"]).astype(int)
+    cams = np.ravel(cfg["camId"]).astype(int) - 1
+    image_dir = root / f"images_{subset}"
+    if not image_dir.is_dir():
+        raise DatasetError(f"{mat} found but its image folder {image_dir} does not exist")
+
+    def take(key: str) -> list[ReidImage]:
+        idx = np.ravel(cfg[key]).astype(int) - 1  # MATLAB indices are 1-based
+        if idx.size and (idx.min() < 0 or idx.max() >= len(files)):
+            raise DatasetError(f"{mat}: {key} refers to images outside filelist (1..{len(files)})")
+        return [ReidImage(str(image_dir / files[i]), int(pids[i]), int(cams[i])) for i in idx]
+
+    train, names = relabel(take("train_idx"))
+    return ReidSplit(name, str(root), train, tuple(take("query_idx")), tuple(take("gallery_idx")), names)
+
+
+def read_msmt17(root: str | os.PathLike, *, eval_sets: bool = True) -> ReidSplit:
+    """MSMT17 (V1 or V2): list files ``list_{train,val,query,gallery}.txt`` of ``relative/path pid``.
+
+    Training uses ``list_train.txt`` plus ``list_val.txt`` (the usual practice); paths are relative
+    to ``root/train`` (train and val lists) or ``root/test`` (query and gallery lists) unless they
+    already exist relative to ``root``. The camera is the third ``_`` field of the file name
+    (``0000_000_01_0303morning_0015_0.jpg`` -> camera 01).
+    """
+    root = Path(root)
+    _require_dir(root, "MSMT17")
+    lists = {k: root / f"list_{k}.txt" for k in ("train", "val", "query", "gallery")}
+    needed = ("train", "query", "gallery") if eval_sets else ("train",)
+    missing = [p.name for k, p in lists.items() if k in needed and not p.is_file()]
+    if missing:
+        raise DatasetError(f"{root} is not an MSMT17 dataset: missing {missing} (expected list_train.txt, "
+                           "list_val.txt, list_query.txt, list_gallery.txt with train/ and test/ folders)")
+
+    def read_list(path: Path, folder: str) -> list[ReidImage]:
+        images = []
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            parts = line.split()
+            if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+                raise DatasetError(f"{path}:{number}: expected 'relative/path.jpg PID', got {line!r}")
+            rel, pid = parts[0], int(parts[1])
+            fields = Path(rel).name.split("_")
+            if len(fields) < 3 or not fields[2].isdigit():
+                raise DatasetError(f"{path}:{number}: cannot read the camera from {Path(rel).name!r} "
+                                   "(expected PPPP_NNN_CC_...jpg)")
+            full = root / folder / rel if not (root / rel).exists() else root / rel
+            images.append(ReidImage(str(full), pid, int(fields[2]) - 1))
+        if not images:
+            raise DatasetError(f"{path} lists no images")
+        return images
+
+    train_list = read_list(lists["train"], "train")
+    if lists["val"].is_file():
+        train_list += read_list(lists["val"], "train")
+    train, names = relabel(train_list)
+    query = tuple(read_list(lists["query"], "test")) if eval_sets else ()
+    gallery = tuple(read_list(lists["gallery"], "test")) if eval_sets else ()
+    return ReidSplit("msmt17", str(root), train, query, gallery, names)
+
+
 READERS: dict[str, Callable[..., ReidSplit]] = {
     "market1501": read_market1501,
-    "dukemtmc": lambda root, **kw: read_market1501(root, name="dukemtmc", **kw),
+    "dukemtmc": read_dukemtmc,
+    "cuhk03": read_cuhk03,  # detected boxes (the paper's setting)
+    "cuhk03_labeled": lambda root, **kw: read_cuhk03(root, subset="labeled", **kw),
+    "msmt17": read_msmt17,
 }
 
 

@@ -10,17 +10,37 @@ files through :func:`dslnet_edge.preprocess.preprocess` - the same pixels the de
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import io
+import json
+import os
+import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
+import cv2
 import numpy as np
 
+from dslnet_edge._io import atomic_write_bytes, atomic_write_text
 from dslnet_edge.metrics import RankResult, cosine_distance, evaluate_rank
 from dslnet_edge.preprocess import preprocess
-from dslnet_edge.spec import InputSpec
-from train.data import ReidImage, read_bgr
+from dslnet_edge.spec import SPEC_METADATA_KEY, InputSpec
+from train.data import DatasetError, ReidImage, read_bgr, read_dataset
 
-__all__ = ["EvalSet", "Embedder", "embed_images", "torch_embedder", "evaluate_embeddings", "evaluate_sets"]
+__all__ = [
+    "EvalSet",
+    "Embedder",
+    "embed_images",
+    "torch_embedder",
+    "onnx_embedder",
+    "load_embedder",
+    "evaluate_embeddings",
+    "evaluate_sets",
+    "save_cmc_plot",
+    "save_ranked_picture",
+    "main",
+]
 
 #: A function from a float32 ``[N, 3, H, W]`` batch (already preprocessed) to ``[N, D]`` embeddings.
 Embedder = Callable[[np.ndarray], np.ndarray]
@@ -114,3 +134,252 @@ def evaluate_sets(
     q = embed_images(query_set.images, spec, embed, batch_size=batch_size)
     g = embed_images(gallery_set.images, spec, embed, batch_size=batch_size)
     return evaluate_embeddings(q, g, query_set, gallery_set, rerank=rerank)[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Models as embedders
+# ---------------------------------------------------------------------------------------------
+def onnx_embedder(
+    path: str | os.PathLike,
+    *,
+    threads: int = 0,
+    mean_std: tuple[Sequence[float], Sequence[float]] | None = None,
+) -> Embedder:
+    """An ONNX Runtime (CPU) session as an :data:`Embedder`.
+
+    ``mean_std`` (0-1 units) normalizes the 0-255 batch first, for graphs that do not normalize
+    inside (peer models); a graph with a fixed batch of 1 is run image by image.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own exception types for unreadable graphs
+        raise ValueError(f"{path} could not be loaded by ONNX Runtime: {str(exc).splitlines()[0]}") from None
+    inp = session.get_inputs()[0]
+    fixed_one = inp.shape[0] == 1
+    scale = None
+    if mean_std is not None:
+        mean = np.asarray(mean_std[0], np.float32).reshape(1, 3, 1, 1) * 255.0
+        std = np.asarray(mean_std[1], np.float32).reshape(1, 3, 1, 1) * 255.0
+        scale = (mean, std)
+
+    def embed(batch: np.ndarray) -> np.ndarray:
+        x = batch if scale is None else (batch - scale[0]) / scale[1]
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if fixed_one:
+            return np.concatenate([session.run(None, {inp.name: x[i : i + 1]})[0] for i in range(len(x))])
+        return session.run(None, {inp.name: x})[0]
+
+    return embed
+
+
+def onnx_input_spec(path: str | os.PathLike) -> InputSpec:
+    """The InputSpec stored in an exported DSLNet ONNX file's metadata_props."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    meta = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]).get_modelmeta()
+    text = meta.custom_metadata_map.get(SPEC_METADATA_KEY)
+    if text is None:
+        raise ValueError(f"{path} has no {SPEC_METADATA_KEY!r} metadata: not a dslnet_edge export "
+                         "(peer models are evaluated with python -m train.peers)")
+    return InputSpec.from_json(text)
+
+
+def load_embedder(path: str | os.PathLike, *, threads: int = 0) -> tuple[Embedder, InputSpec]:
+    """A checkpoint (``.pt``) or an exported ONNX file (``.onnx``) -> (embedder, its InputSpec)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"model {path} does not exist")
+    if path.suffix == ".onnx":
+        spec = onnx_input_spec(path)
+        return onnx_embedder(path, threads=threads), spec
+    import torch
+
+    from dslnet_edge.model.checkpoint import load_model
+
+    if threads:
+        torch.set_num_threads(threads)
+    model = load_model(path)
+    model.to(memory_format=torch.channels_last)
+    return torch_embedder(model, device=torch.device("cpu")), model.spec
+
+
+# ---------------------------------------------------------------------------------------------
+# Pictures
+# ---------------------------------------------------------------------------------------------
+def save_cmc_plot(results: dict[str, RankResult], path: str | os.PathLike, *, max_rank: int = 20, title: str = "") -> None:
+    """CMC curves (Rank-k against k) of one or more models as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.6), dpi=120)
+    for name, result in results.items():
+        ranks = np.arange(1, min(max_rank, result.cmc.size) + 1)
+        ax.plot(ranks, result.cmc[: ranks.size], marker="o", markersize=3,
+                label=f"{name} (R1 {result.rank1:.3f}, mAP {result.mAP:.3f})")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("rank k")
+    ax.set_ylabel("matching rate (Rank-k)")
+    ax.set_ylim(0, 1.0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(title or "CMC", fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def save_ranked_picture(
+    dist: np.ndarray,
+    query_set: EvalSet,
+    gallery_set: EvalSet,
+    path: str | os.PathLike,
+    *,
+    queries: Sequence[int] | None = None,
+    topk: int = 10,
+    tile: tuple[int, int] = (128, 64),
+) -> None:
+    """One row per query: the query (blue border), then its top-k gallery images under the
+    evaluation protocol (same identity and camera removed), green border = correct, red = wrong."""
+    if queries is None:
+        queries = np.linspace(0, len(query_set) - 1, num=min(8, len(query_set))).round().astype(int)
+    h, w = tile
+    border = 4
+    rows = []
+
+    def framed(image: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
+        resized = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+        return cv2.copyMakeBorder(resized, border, border, border, border, cv2.BORDER_CONSTANT, value=colour)
+
+    gap = np.full((h + 2 * border, 12, 3), 255, np.uint8)
+    for qi in queries:
+        order = np.argsort(dist[qi], kind="stable")
+        same = (gallery_set.pids[order] == query_set.pids[qi]) & (gallery_set.camids[order] == query_set.camids[qi])
+        order = order[~same][:topk]
+        tiles = [framed(query_set.images[qi], (255, 0, 0)), gap]  # BGR: blue
+        for gi in order:
+            ok = gallery_set.pids[gi] == query_set.pids[qi]
+            tiles.append(framed(gallery_set.images[gi], (0, 170, 0) if ok else (0, 0, 220)))
+        while len(tiles) < topk + 2:
+            tiles.append(np.full_like(tiles[0], 255))
+        rows.append(np.concatenate(tiles, axis=1))
+    sheet = np.concatenate([np.pad(r, ((3, 3), (0, 0), (0, 0)), constant_values=255) for r in rows], axis=0)
+    ok, buf = cv2.imencode(".png", sheet)
+    if not ok:
+        raise ValueError(f"could not encode the ranked-retrieval picture for {path}")
+    atomic_write_bytes(path, buf.tobytes())
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    model: str
+    data_root: str
+    dataset: str = "market1501"
+    output: str = ""
+    rerank: bool = False
+    batch_size: int = 64
+    threads: int = 0
+    max_images: int = 0
+    plots: bool = True
+
+
+def run_evaluation(cfg: EvalConfig, *, log: Callable[[str], None] = print) -> dict:
+    """Evaluate one model on a dataset's query/gallery; write results.json (+ PNGs); return the results."""
+    embed, spec = load_embedder(cfg.model, threads=cfg.threads)
+    split = read_dataset(cfg.dataset, cfg.data_root)
+    if not split.has_eval:
+        raise DatasetError(f"{cfg.data_root} has no query/gallery images to evaluate on")
+    query_set = EvalSet.load(split.query, limit=cfg.max_images)
+    gallery_set = EvalSet.load(split.gallery, limit=cfg.max_images)
+    q = embed_images(query_set.images, spec, embed, batch_size=cfg.batch_size)
+    g = embed_images(gallery_set.images, spec, embed, batch_size=cfg.batch_size)
+    results = {}
+    dists = {}
+    for name, rerank in (("cosine", False), ("cosine+rerank", True)):
+        if rerank and not cfg.rerank:
+            continue
+        results[name], dists[name] = evaluate_embeddings(q, g, query_set, gallery_set, rerank=rerank)
+    output = Path(cfg.output) if cfg.output else Path(cfg.model).with_suffix("").parent / f"eval_{Path(cfg.model).stem}"
+    report = {
+        "model": str(cfg.model),
+        "data_root": str(cfg.data_root),
+        "dataset": split.name,
+        "input": f"{spec.height}x{spec.width} {spec.channel_order}",
+        "num_query": len(query_set),
+        "num_gallery": len(gallery_set),
+        "protocol": "single query, Market-1501 (same id + same camera removed), cosine distance",
+        "results": {name: {**r.to_dict(), "cmc": [round(float(v), 5) for v in r.cmc[:20]]} for name, r in results.items()},
+    }
+    output.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(output / "results.json", json.dumps(report, indent=2) + "\n")
+    if cfg.plots:
+        save_cmc_plot(results, output / "cmc.png", title=f"{Path(cfg.model).name} on {split.name}")
+        last = list(dists)[-1]
+        save_ranked_picture(dists[last], query_set, gallery_set, output / "ranked.png")
+    report["output"] = str(output)
+    return report
+
+
+def format_table(rows: Sequence[tuple[str, RankResult | dict]]) -> str:
+    """A plain-text table of Rank-1/5/10 and mAP."""
+    lines = [f"{'model':<44} {'Rank-1':>7} {'Rank-5':>7} {'Rank-10':>8} {'mAP':>7}"]
+    for name, r in rows:
+        d = r.to_dict() if isinstance(r, RankResult) else r
+        lines.append(f"{name:<44} {d['rank1']:>7.3f} {d.get('rank5', float('nan')):>7.3f} "
+                     f"{d.get('rank10', float('nan')):>8.3f} {d['mAP']:>7.3f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", "--model", dest="model", required=True,
+                        help="a dslnet_edge checkpoint (.pt) or exported ONNX (.onnx)")
+    parser.add_argument("--data-root", required=True, help="dataset folder with query/ and bounding_box_test/")
+    parser.add_argument("--dataset", default="market1501", help="layout: market1501, dukemtmc, cuhk03, msmt17")
+    parser.add_argument("--output", default="", help="folder for results.json, cmc.png, ranked.png "
+                        "(default: eval_<model name> beside the model)")
+    parser.add_argument("--rerank", action="store_true", help="also report k-reciprocal re-ranking (k1=20, k2=6, lambda=0.3)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--max-images", type=int, default=0, help="only the first N query and gallery images")
+    parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = parser.parse_args(argv)
+    from dslnet_edge.model.checkpoint import CheckpointError
+
+    cfg = EvalConfig(args.model, args.data_root, args.dataset, args.output, args.rerank, args.batch_size,
+                     args.threads, args.max_images, not args.no_plots)
+    try:
+        report = run_evaluation(cfg)
+    except (CheckpointError, DatasetError, FileNotFoundError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"{report['dataset']}: {report['num_query']} queries, {report['num_gallery']} gallery images, "
+              f"input {report['input']}")
+        print(format_table([(f"{Path(cfg.model).name} [{name}]", r) for name, r in report["results"].items()]))
+        print(f"written: {report['output']}/results.json" + (", cmc.png, ranked.png" if cfg.plots else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""Peer Re-ID models measured with the same evaluation code as DSLNet: ``python -m train.peers``.
+
+The peers are Intel Open Model Zoo person re-identification models (Apache-2.0) in
+``../shared/peers/openvino-omz``:
+
+| model | file | input | normalization |
+| --- | --- | --- | --- |
+| person-reidentification-retail-0267 | ``.mvn_eps_patched.onnx`` (ONNX Runtime) | RGB | ImageNet mean/std, applied here (not in the graph) |
+| person-reidentification-retail-0287 | OpenVINO IR ``.xml``/``.bin`` | BGR 0-255 | inside the graph |
+| person-reidentification-retail-0288 | OpenVINO IR ``.xml``/``.bin`` | BGR 0-255 | inside the graph |
+
+(The original 0267 ONNX gives NaN in ONNX Runtime: MeanVarianceNormalization without an epsilon;
+the patched file adds it.) The IR models need the optional ``openvino`` package; without it they
+are reported as skipped. Every model gets its crops through :func:`dslnet_edge.preprocess.preprocess`
+with its own :class:`InputSpec` (size, channel order), then the same cosine-distance ranking.
+
+    python -m train.peers --data-root ../shared/data/cuhk03-pair1 [--checkpoint runs/x/best.pt]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from dslnet_edge.metrics import RankResult
+from dslnet_edge.spec import InputSpec
+from train.evaluate import Embedder, EvalSet, evaluate_sets, format_table, load_embedder, onnx_embedder
+
+__all__ = ["PeerModel", "PEERS", "evaluate_peers", "openvino_embedder", "main"]
+
+_IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+@dataclasses.dataclass(frozen=True)
+class PeerModel:
+    name: str
+    file: str  # relative to the peers folder
+    spec: InputSpec
+    runtime: str  # "onnxruntime" | "openvino"
+    mean_std: tuple | None = None  # normalization applied before the graph (0-1 units), or None
+
+
+PEERS: tuple[PeerModel, ...] = (
+    PeerModel("person-reidentification-retail-0288", "person-reidentification-retail-0288.xml",
+              InputSpec(channel_order="BGR", feature_dim=256, l2_normalized=False), "openvino"),
+    PeerModel("person-reidentification-retail-0287", "person-reidentification-retail-0287.xml",
+              InputSpec(channel_order="BGR", feature_dim=256, l2_normalized=False), "openvino"),
+    PeerModel("person-reidentification-retail-0267", "person-reidentification-retail-0267.mvn_eps_patched.onnx",
+              InputSpec(channel_order="RGB", normalization_in_model=False, feature_dim=256, l2_normalized=False),
+              "onnxruntime", _IMAGENET),
+)
+
+
+def openvino_embedder(path: str | Path, *, threads: int = 0) -> Embedder:
+    """An OpenVINO IR model (CPU plugin) as an :data:`Embedder` (image by image for fixed-batch graphs)."""
+    try:
+        import openvino as ov
+    except ImportError:
+        raise ImportError("OpenVINO IR peers need the optional openvino package (pip install openvino)") from None
+    core = ov.Core()
+    config = {"INFERENCE_NUM_THREADS": threads} if threads else {}
+    compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+    request = compiled.create_infer_request()
+    fixed_one = compiled.inputs[0].get_partial_shape()[0].is_static and compiled.inputs[0].get_shape()[0] == 1
+
+    def embed(batch: np.ndarray) -> np.ndarray:
+        if fixed_one:
+            return np.concatenate([np.array(request.infer([batch[i : i + 1]])[0]) for i in range(len(batch))])
+        return np.array(request.infer([batch])[0])
+
+    return embed
+
+
+def _peer_embedder(peer: PeerModel, folder: Path, threads: int) -> Embedder:
+    path = folder / peer.file
+    if not path.exists():
+        raise FileNotFoundError(f"peer model {path} does not exist")
+    if peer.runtime == "openvino":
+        return openvino_embedder(path, threads=threads)
+    return onnx_embedder(path, threads=threads, mean_std=peer.mean_std)
+
+
+@dataclasses.dataclass(frozen=True)
+class PeerRow:
+    name: str
+    result: RankResult | None
+    note: str = ""
+
+
+def evaluate_peers(
+    data_root: str | Path,
+    peers_dir: str | Path,
+    *,
+    names: list[str] | None = None,
+    checkpoints: list[str] = (),
+    dataset: str = "market1501",
+    threads: int = 0,
+    max_images: int = 0,
+    log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
+) -> list[PeerRow]:
+    """Evaluate the chosen peers (and optional DSLNet checkpoints/ONNX) on one query/gallery split."""
+    from train.data import DatasetError, read_dataset
+
+    split = read_dataset(dataset, data_root)
+    if not split.has_eval:
+        raise DatasetError(f"{data_root} has no query/gallery images")
+    query_set = EvalSet.load(split.query, limit=max_images)
+    gallery_set = EvalSet.load(split.gallery, limit=max_images)
+    log(f"{split.name}: {len(query_set)} queries, {len(gallery_set)} gallery images")
+    chosen = [p for p in PEERS if names is None or any(n in p.name for n in names)]
+    if names and not chosen:
+        raise ValueError(f"no peer matches {names}; known: {[p.name for p in PEERS]}")
+    rows = []
+    for peer in chosen:
+        try:
+            embed = _peer_embedder(peer, Path(peers_dir), threads)
+        except ImportError as exc:
+            rows.append(PeerRow(peer.name, None, f"skipped: {exc}"))
+            continue
+        log(f"evaluating {peer.name} ({peer.runtime})")
+        rows.append(PeerRow(peer.name, evaluate_sets(embed, peer.spec, query_set, gallery_set, batch_size=32)))
+    for ckpt in checkpoints:
+        embed, spec = load_embedder(ckpt, threads=threads)
+        log(f"evaluating {ckpt}")
+        rows.append(PeerRow(Path(ckpt).name, evaluate_sets(embed, spec, query_set, gallery_set)))
+    return rows
+
+
+def _default(path: str) -> str:
+    here = Path(__file__).resolve().parents[1]
+    return str((here.parent / path) if (here.parent / path).exists() else Path("..") / path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m train.peers", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", default=_default("shared/data/cuhk03-pair1"))
+    parser.add_argument("--dataset", default="market1501")
+    parser.add_argument("--peers-dir", default=_default("shared/peers/openvino-omz"))
+    parser.add_argument("--models", help="comma-separated peer names or parts (e.g. 0267,0287); default all")
+    parser.add_argument("--checkpoint", action="append", default=[],
+                        help="also evaluate a DSLNet checkpoint (.pt) or ONNX export (repeatable)")
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--max-images", type=int, default=0)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    from dslnet_edge.model.checkpoint import CheckpointError
+    from train.data import DatasetError
+
+    names = [n.strip() for n in args.models.split(",")] if args.models else None
+    try:
+        rows = evaluate_peers(args.data_root, args.peers_dir, names=names, checkpoints=args.checkpoint,
+                              dataset=args.dataset, threads=args.threads, max_images=args.max_images)
+    except (CheckpointError, DatasetError, FileNotFoundError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({r.name: (r.result.to_dict() if r.result else {"note": r.note}) for r in rows}, indent=2))
+        return 0
+    print(format_table([(r.name, r.result) for r in rows if r.result is not None]))
+    for r in rows:
+        if r.result is None:
+            print(f"{r.name}: {r.note}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
