@@ -153,14 +153,16 @@ class RunConfig:
     progress: bool = True
     tensorboard: bool = True
     max_iters: int = 0  # >0: stop each epoch after this many batches (smoke runs)
+    stop_after: int = 0  # >0: leave after this many epochs in this invocation (continue later with --resume)
 
     def __post_init__(self) -> None:
         if self.amp not in ("auto", "off", "fp16", "bf16"):
             raise ConfigError(f"run.amp must be auto, off, fp16 or bf16, got {self.amp!r}")
         if self.best_metric not in ("mAP", "rank1"):
             raise ConfigError(f"run.best_metric must be mAP or rank1, got {self.best_metric!r}")
-        if self.eval_every < 0 or self.threads < 0 or self.max_iters < 0 or self.eval_batch < 1:
-            raise ConfigError("run.eval_every, run.threads and run.max_iters must be >= 0, run.eval_batch >= 1")
+        if min(self.eval_every, self.threads, self.max_iters, self.stop_after) < 0 or self.eval_batch < 1:
+            raise ConfigError("run.eval_every, run.threads, run.max_iters and run.stop_after must be >= 0, "
+                              "run.eval_batch >= 1")
 
 
 @dataclasses.dataclass

@@ -345,7 +345,12 @@ def fit(cfg: TrainConfig, *, resume: str | None = None, log: Callable[[str], Non
     train_model: nn.Module = model
     frozen_state: bool | None = None
     try:
-        for epoch in range(start_epoch, cfg.schedule.epochs):
+        end_epoch = cfg.schedule.epochs
+        if start_epoch >= end_epoch:
+            say(f"nothing to do: {start_epoch} of {end_epoch} epochs are done (raise schedule.epochs to continue)")
+        if cfg.run.stop_after:
+            end_epoch = min(end_epoch, start_epoch + cfg.run.stop_after)
+        for epoch in range(start_epoch, end_epoch):
             frozen = epoch < cfg.optim.freeze_backbone_epochs
             if ddp.enabled and frozen != frozen_state:  # DDP must be (re)built for the trainable set
                 set_backbone_frozen(model, frozen)
@@ -383,7 +388,7 @@ def fit(cfg: TrainConfig, *, resume: str | None = None, log: Callable[[str], Non
                 dist.barrier()
     finally:
         logger.close()
-    return FitResult(output, cfg.schedule.epochs, last_path, best_path if best_path.exists() else None, best,
+    return FitResult(output, end_epoch, last_path, best_path if best_path.exists() else None, best,
                      logger.history)
 
 

@@ -107,15 +107,21 @@ def evaluate_peers(
     """Evaluate the chosen peers (and optional DSLNet checkpoints/ONNX) on one query/gallery split."""
     from train.data import DatasetError, read_dataset
 
+    chosen = [p for p in PEERS if names is None or any(n in p.name for n in names)]
+    if names and not chosen:
+        raise ValueError(f"no peer matches {names}; known: {[p.name for p in PEERS]}")
+    for peer in chosen:  # fail before the (slow) image loading
+        if not (Path(peers_dir) / peer.file).exists():
+            raise FileNotFoundError(f"peer model {Path(peers_dir) / peer.file} does not exist")
+    for ckpt in checkpoints:
+        if not Path(ckpt).exists():
+            raise FileNotFoundError(f"model {ckpt} does not exist")
     split = read_dataset(dataset, data_root)
     if not split.has_eval:
         raise DatasetError(f"{data_root} has no query/gallery images")
     query_set = EvalSet.load(split.query, limit=max_images)
     gallery_set = EvalSet.load(split.gallery, limit=max_images)
     log(f"{split.name}: {len(query_set)} queries, {len(gallery_set)} gallery images")
-    chosen = [p for p in PEERS if names is None or any(n in p.name for n in names)]
-    if names and not chosen:
-        raise ValueError(f"no peer matches {names}; known: {[p.name for p in PEERS]}")
     rows = []
     for peer in chosen:
         try:

@@ -1,0 +1,154 @@
+"""The command lines: one clear error line and a non-zero exit; evaluation outputs and values."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from dslnet_edge.metrics import cosine_distance, evaluate_rank
+from dslnet_edge.model import build_variant
+from dslnet_edge.model.checkpoint import save_checkpoint
+from dslnet_edge.preprocess import preprocess
+from dslnet_edge.spec import InputSpec
+from train import evaluate, peers, run
+from train.data import read_market1501
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("error: ") and "Traceback" not in err[0]
+    return err[0]
+
+
+@pytest.fixture(scope="module")
+def small_checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    model = build_variant("dslnet", num_classes=8, spec=InputSpec(height=32, width=16))
+    path = tmp_path_factory.mktemp("ckpt") / "small.pt"
+    save_checkpoint(path, model)
+    return path
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--data-root", "/definitely/missing"], "does not exist"),
+        (["--set", "optim.lrr=1", "--data-root", "x"], "unknown configuration key 'optim.lrr'"),
+        (["--set", "schedule.epochs=ten"], "schedule.epochs must be an integer"),
+        (["--config", "/missing.yaml"], "config file /missing.yaml does not exist"),
+        ([], "no training data: set data.root"),
+    ],
+)
+def test_run_errors_are_one_line(argv, message, capsys, tmp_path):
+    assert run.main([*argv, "--output", str(tmp_path / "out")]) == 2
+    assert message in one_error_line(capsys)
+
+
+def test_run_resume_with_a_corrupt_checkpoint(small_checkpoint, tmp_path, capsys, synthetic_market):
+    corrupt = tmp_path / "last.pt"
+    corrupt.write_bytes(small_checkpoint.read_bytes()[:500])
+    assert run.main(["--data-root", str(synthetic_market), "--output", str(tmp_path), "--resume"]) == 2
+    assert "could not be read (truncated, corrupt or not a PyTorch file)" in one_error_line(capsys)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(2)}, foreign)
+    assert run.main(["--data-root", str(synthetic_market), "--resume", str(foreign)]) == 2
+    assert "not a dslnet_edge checkpoint" in one_error_line(capsys)
+    assert run.main(["--output", str(tmp_path / "empty"), "--resume"]) == 2
+    assert "nothing to resume" in one_error_line(capsys)
+
+
+def test_run_print_config_applies_flags(capsys):
+    assert run.main(["--recipe", "fine_tune", "--lr", "0.01", "--height", "128", "--width", "64", "--print-config"]) == 0
+    printed = capsys.readouterr().out
+    assert "lr: 0.01" in printed and "height: 128" in printed and "name: amsgrad" in printed
+
+
+def test_run_module_entry_point_exits_2_without_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "train.run", "--data-root", str(tmp_path / "nope"), "--output",
+                           str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+
+
+def test_evaluate_cli_writes_results_and_pictures_with_the_metric_values(small_checkpoint, synthetic_market, tmp_path,
+                                                                         capsys):
+    out = tmp_path / "eval"
+    argv = ["--checkpoint", str(small_checkpoint), "--data-root", str(synthetic_market), "--output", str(out),
+            "--rerank", "--threads", "1"]
+    assert evaluate.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "Rank-1" in printed and "[cosine+rerank]" in printed
+    report = json.loads((out / "results.json").read_text())
+    for name in ("cmc.png", "ranked.png"):
+        image = cv2.imread(str(out / name))
+        assert image is not None and image.shape[0] > 50
+    # the same numbers computed directly: model on preprocess(), cosine, evaluate_rank
+    split = read_market1501(synthetic_market)
+    from dslnet_edge.model.checkpoint import load_model
+
+    model = load_model(small_checkpoint)
+
+    def embed(items):
+        batch = preprocess([cv2.imread(im.path) for im in items], model.spec)
+        with torch.no_grad():
+            return model(torch.from_numpy(batch)).numpy()
+
+    ids = [np.array([im.pid for im in s]) for s in (split.query, split.gallery)]
+    cams = [np.array([im.camid for im in s]) for s in (split.query, split.gallery)]
+    direct = evaluate_rank(cosine_distance(embed(split.query), embed(split.gallery)), ids[0], ids[1], cams[0], cams[1])
+    assert report["results"]["cosine"]["rank1"] == pytest.approx(direct.rank1)
+    assert report["results"]["cosine"]["mAP"] == pytest.approx(direct.mAP, abs=1e-6)
+    assert report["num_query"] == 8 and report["num_gallery"] == 12
+
+
+def test_evaluate_onnx_export_matches_the_checkpoint(small_checkpoint, synthetic_market, tmp_path, capsys):
+    from dslnet_edge.model.checkpoint import load_model
+    from export.onnx import export_onnx
+
+    onnx_path = export_onnx(load_model(small_checkpoint), tmp_path / "small.onnx")
+    results = {}
+    for model in (small_checkpoint, onnx_path):
+        assert evaluate.main(["--checkpoint", str(model), "--data-root", str(synthetic_market), "--output",
+                              str(tmp_path / model.suffix[1:]), "--no-plots", "--json"]) == 0
+        results[model.suffix] = json.loads(capsys.readouterr().out)["results"]["cosine"]
+    assert results[".onnx"]["rank1"] == pytest.approx(results[".pt"]["rank1"])
+    assert results[".onnx"]["mAP"] == pytest.approx(results[".pt"]["mAP"], abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--checkpoint", "/missing.pt", "--data-root", "."], "model /missing.pt does not exist"),
+        (["--checkpoint", "{ckpt}", "--data-root", "/missing"], "does not exist"),
+    ],
+)
+def test_evaluate_errors_are_one_line(argv, message, small_checkpoint, capsys):
+    argv = [a.replace("{ckpt}", str(small_checkpoint)) for a in argv]
+    assert evaluate.main(argv) == 2
+    assert message in one_error_line(capsys)
+
+
+def test_evaluate_rejects_a_foreign_onnx(tmp_path, capsys, synthetic_market):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])])
+    onnx.save(helper.make_model(graph), str(tmp_path / "foreign.onnx"))
+    assert evaluate.main(["--checkpoint", str(tmp_path / "foreign.onnx"), "--data-root", str(synthetic_market)]) == 2
+    assert "not a dslnet_edge export" in one_error_line(capsys)
+
+
+def test_peers_cli_errors(tmp_path, capsys, synthetic_market):
+    assert peers.main(["--data-root", str(synthetic_market), "--peers-dir", str(tmp_path), "--models", "0267"]) == 2
+    assert "does not exist" in one_error_line(capsys)
+    assert peers.main(["--data-root", str(synthetic_market), "--peers-dir", str(tmp_path), "--models", "9999"]) == 2
+    assert "no peer matches" in one_error_line(capsys)
