@@ -108,6 +108,7 @@ class Gallery:
         self._version = 0  # bumped by every change (invalidates the faiss index)
         self._next_anonymous = 1
         self._faiss_cache: tuple[int, object, np.ndarray] | None = None
+        self._known_files: dict[str, tuple[int, int, int]] = {}  # files this gallery loaded or wrote
         self._allocate(0)
 
     # -- storage -----------------------------------------------------------------------------
@@ -413,16 +414,18 @@ class Gallery:
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Write the gallery to one SQLite file, atomically (a crash mid-save keeps the old file).
 
-        An existing file at ``path`` that is not a dslnet_edge gallery (another database, any
-        other file, a corrupt gallery) is refused with :class:`GalleryFileError` unless
+        An existing file at ``path`` that this gallery did not itself load or write is read in
+        full first; if it is not a valid dslnet_edge gallery (another database, any other file,
+        a corrupt or newer gallery) it is refused with :class:`GalleryFileError` unless
         ``overwrite=True``.
         """
         path = Path(path)
-        if path.exists() and not overwrite:
+        if path.exists() and not overwrite and self._known_files.get(str(path.resolve())) != _fingerprint(path):
             _refuse_foreign_destination(path)
         snapshot = self._snapshot()
         with atomic_write(path) as tmp:
             _write_database(tmp, snapshot)
+        self._known_files[str(path.resolve())] = _fingerprint(path)
         return path
 
     def _snapshot(self) -> dict:
@@ -492,6 +495,7 @@ class Gallery:
                 stacklevel=2,
             )
         gallery._next_anonymous = max(gallery._next_anonymous, data["next_anonymous"])
+        gallery._known_files[str(Path(path).resolve())] = data["fingerprint"]
         return gallery
 
     def __repr__(self) -> str:
@@ -598,21 +602,23 @@ def _read_marker(con: sqlite3.Connection, path: Path) -> tuple:
 
 
 def _refuse_foreign_destination(path: Path) -> None:
+    """Raise unless ``path`` is an empty file or a gallery that loads completely."""
     if path.is_file() and path.stat().st_size == 0:
         return  # nothing to lose
     try:
-        _check_header(path)
-        con = _open_read_only(path)
-        try:
-            _read_marker(con, path)
-        finally:
-            con.close()
+        _read_database(path)
     except (GalleryFileError, sqlite3.DatabaseError) as exc:
         raise GalleryFileError(f"refusing to overwrite {path}: {exc}. Pass overwrite=True to replace it") from None
 
 
+def _fingerprint(path: Path) -> tuple[int, int, int]:
+    st = path.stat()
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 def _read_database(path: Path) -> dict:
     _check_header(path)
+    fingerprint = _fingerprint(path)
     try:
         con = _open_read_only(path)
         try:
@@ -642,6 +648,7 @@ def _read_database(path: Path) -> dict:
         "max_exemplars": max_exemplars,
         "capacity": capacity,
         "next_anonymous": int(next_anonymous),
+        "fingerprint": fingerprint,
         "identities": [(identity, float(first), float(last), by_identity[identity]) for identity, first, last in identities],
     }
 
