@@ -122,6 +122,7 @@ def onnx_model_from_torch(
     finally:
         model.train(was_training)
     proto = onnx.load_model_from_string(buffer.getvalue())
+    _bypass_initializer_identities(proto.graph)
     _fix_io_shapes(proto, spec, dynamic_batch=dynamic_batch)
     set_input_spec(proto, spec)
     proto.producer_name = PRODUCER
@@ -197,6 +198,29 @@ def spec_from_onnx(source: str | os.PathLike | onnx.ModelProto) -> InputSpec:
 # ---------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------
+def _bypass_initializer_identities(graph: onnx.GraphProto) -> None:
+    """Drop the tracer's ``Identity(initializer)`` nodes; their consumers read the initializer itself.
+
+    The exporter shares equal weights (e.g. all-zero biases) through Identity nodes, which makes
+    those weights look like activations to quantizers ("bias is not an initializer") and to
+    TensorRT's constant folding.
+    """
+    initializers = {i.name for i in graph.initializer}
+    outputs = {o.name for o in graph.output}
+    alias = {
+        n.output[0]: n.input[0]
+        for n in graph.node
+        if n.op_type == "Identity" and n.input[0] in initializers and n.output[0] not in outputs
+    }
+    if not alias:
+        return
+    kept = [n for n in graph.node if not (n.op_type == "Identity" and n.output[0] in alias)]
+    for node in kept:
+        node.input[:] = [alias.get(i, i) for i in node.input]
+    del graph.node[:]
+    graph.node.extend(kept)
+
+
 def _fix_io_shapes(proto: onnx.ModelProto, spec: InputSpec, *, dynamic_batch: bool) -> None:
     """Name the batch dimension ``N`` and pin every other dimension to the contract.
 

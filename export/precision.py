@@ -76,8 +76,11 @@ class StrongTypingError(ExportError):
 # ---------------------------------------------------------------------------------------------
 def sensitive_nodes(proto: onnx.ModelProto) -> set[str]:
     """Names of the nodes the FP16 pass keeps in float32 (see the module docstring)."""
+    names = [n.name for n in proto.graph.node]
+    if not all(names) or len(set(names)) != len(names):  # name a copy; the caller's model stays as it is
+        proto = _copy(proto)
+        _require_node_names(proto.graph)
     graph = proto.graph
-    _require_node_names(graph)
     producers = {out: node for node in graph.node for out in node.output}
     consumers = collections.defaultdict(list)
     for node in graph.node:
@@ -124,6 +127,12 @@ def _walk_back(
     return seen
 
 
+def _copy(proto: onnx.ModelProto) -> onnx.ModelProto:
+    model = onnx.ModelProto()
+    model.CopyFrom(proto)
+    return model
+
+
 def _require_node_names(graph: onnx.GraphProto) -> None:
     """Give every node a unique name (the passes key on names)."""
     used: set[str] = set()
@@ -146,8 +155,7 @@ def to_fp16(proto: onnx.ModelProto, *, keep_fp32: Iterable[str] | None = None) -
     The result passes :func:`check_strongly_typed` and carries the InputSpec with
     ``precision="fp16"`` (the graph's inputs and outputs stay float32, as the runtime feeds them).
     """
-    model = onnx.ModelProto()
-    model.CopyFrom(proto)
+    model = _copy(proto)
     graph = model.graph
     _require_node_names(graph)
     _constants_to_initializers(graph)

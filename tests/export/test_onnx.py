@@ -1,0 +1,134 @@
+"""export.onnx: the plain FP32 ONNX contract, its metadata, parity with PyTorch, and its errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+from dslnet_edge.compare import compare
+from dslnet_edge.spec import SPEC_METADATA_KEY, InputSpec
+from export.onnx import (
+    ExportError,
+    ParityError,
+    export_onnx,
+    load_onnx,
+    onnx_model_from_torch,
+    random_images,
+    set_input_spec,
+    spec_from_onnx,
+    write_checked,
+)
+from export.parity import FP32_TOLERANCES, ort_runner, ort_session, torch_runner
+
+
+def _dims(value) -> list:
+    return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+
+
+def test_graph_contract(onnx_path, model):
+    proto = onnx.load(onnx_path)
+    onnx.checker.check_model(proto)
+    (inp,), (out,) = proto.graph.input, proto.graph.output
+    assert (inp.name, out.name) == ("images", "embeddings")
+    assert inp.type.tensor_type.elem_type == out.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert _dims(inp) == ["N", 3, model.spec.height, model.spec.width]
+    assert _dims(out) == ["N", 512]
+    assert proto.opset_import[0].version == 17
+
+
+def test_training_only_parts_are_not_exported(onnx_path):
+    names = {i.name for i in onnx.load(onnx_path).graph.initializer}
+    assert not [n for n in names if n.startswith(("classifier", "aux_"))]
+    assert any(n.startswith("fc.") for n in names)  # the embedding head is there
+
+
+def test_metadata_round_trip(onnx_path, model):
+    assert spec_from_onnx(onnx_path) == model.spec
+    meta = {p.key: p.value for p in onnx.load(onnx_path).metadata_props}
+    assert InputSpec.from_json(meta[SPEC_METADATA_KEY]) == model.spec
+    # ONNX Runtime (what the runtime reads) sees the same entry
+    assert InputSpec.from_json(ort_session(onnx_path).get_modelmeta().custom_metadata_map[SPEC_METADATA_KEY]) == model.spec
+
+
+def test_set_input_spec_replaces_the_entry(onnx_path):
+    proto = onnx.load(onnx_path)
+    set_input_spec(proto, InputSpec(height=32, width=16, precision="fp16"))
+    assert [p.key for p in proto.metadata_props].count(SPEC_METADATA_KEY) == 1
+    assert spec_from_onnx(proto).precision == "fp16"
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_parity_with_pytorch_at_any_batch(onnx_path, model, batch):
+    result = compare(
+        {"pytorch": torch_runner(model), "onnxruntime": ort_runner(ort_session(onnx_path))},
+        random_images(model.spec, batch, seed=batch),
+        tolerances=FP32_TOLERANCES,
+    )
+    assert result.passed, result.format()
+    norms = np.linalg.norm(ort_runner(ort_session(onnx_path))(random_images(model.spec, 2))["embeddings"], axis=1)
+    np.testing.assert_allclose(norms, 1.0, atol=1e-5)  # L2-normalized
+
+
+def test_export_leaves_the_mode_and_folder_clean(make_model, tmp_path):
+    model = make_model(seed=3).train()
+    path = export_onnx(model, tmp_path / "sub" / "m.onnx")
+    assert model.training
+    assert sorted(p.name for p in path.parent.iterdir()) == ["m.onnx"]  # no temporary files left
+
+
+def test_static_batch(make_model):
+    proto = onnx_model_from_torch(make_model(), dynamic_batch=False)
+    assert _dims(proto.graph.input[0])[0] == 1
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda m, p: export_onnx(object(), p), TypeError, "expects a dslnet_edge DSLNet"),
+        (lambda m, p: export_onnx(m, p, opset=9), ValueError, "opset must be an integer"),
+        (lambda m, p: export_onnx(m, p.with_suffix(".txt")), ValueError, "must end in .onnx"),
+    ],
+)
+def test_export_errors(model, tmp_path, call, error, message):
+    with pytest.raises(error, match=message):
+        call(model, tmp_path / "m.onnx")
+
+
+def test_spec_errors(onnx_path, tmp_path):
+    proto = onnx.load(onnx_path)
+    del proto.metadata_props[:]
+    with pytest.raises(ExportError, match="no 'dslnet_edge.input_spec'"):
+        spec_from_onnx(proto)
+    proto.metadata_props.add(key=SPEC_METADATA_KEY, value="{not json")
+    with pytest.raises(ExportError, match="invalid dslnet_edge.input_spec"):
+        spec_from_onnx(proto)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [(None, "does not exist"), (b"this is not protobuf", "not a readable ONNX"), (b"", "not a readable ONNX")],
+)
+def test_load_onnx_errors(tmp_path, content, message):
+    path = tmp_path / "bad.onnx"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ExportError, match=message):
+        load_onnx(path)
+
+
+def test_broken_parity_writes_nothing(onnx_path, make_model, tmp_path):
+    """The ONNX of one model checked against another model's PyTorch: parity fails, --out stays absent."""
+    other = make_model(seed=1)
+    proto = onnx.load(onnx_path)
+
+    def check(tmp):
+        return compare(
+            {"pytorch": torch_runner(other), "onnxruntime": ort_runner(ort_session(tmp))},
+            random_images(other.spec, 2),
+            tolerances=FP32_TOLERANCES,
+        )
+
+    with pytest.raises(ParityError, match="nothing written"):
+        write_checked(proto, tmp_path / "out.onnx", check)
+    assert list(tmp_path.iterdir()) == []
