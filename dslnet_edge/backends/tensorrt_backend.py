@@ -11,29 +11,40 @@ sidecar *before* touching the engine and turns every known way of failing into o
 * needs a plugin that cannot be loaded        -> :class:`PluginError`
 * empty, truncated or corrupt engine file     -> :class:`ArtifactError` (with TensorRT's own log lines)
 
-The sidecar contract (keys this reader uses; ``build_engine`` may write more)::
+The sidecar contract (keys this reader uses; ``python -m export.build_engine`` writes more)::
 
     {
+      "format": "dslnet_edge.engine", "format_version": 1,     # optional; other formats/newer versions refused
       "input_spec": {...},                       # InputSpec.to_dict(), required
       "tensorrt_version": "10.3.0",              # trt.__version__ at build time, required
       "gpu": {"name": "Orin", "compute_capability": "8.7"},   # required
       "hardware_compatibility": "none",          # optional: "ampere_plus" engines run on any CC >= 8.0
       "version_compatible": false,               # optional: built with BuilderFlag.VERSION_COMPATIBLE
       "precision": "fp16",                       # optional, informational
-      "profile": {"min_batch": 1, "opt_batch": 8, "max_batch": 32},  # optional (the engine is asked too)
-      "plugin": null                             # or, when the engine contains plugin layers:
-              | {"name": "DSLNet_CSS", "version": "1", "namespace": "dslnet_edge",
-                 "module": "package.module",     # Python module whose import registers the plugin
-                                                 #   (TensorRT Python plugins, tensorrt.plugin)
-                 "library": "libcss_plugin.so",  # or a plugin shared library (relative: beside the engine)
-                 "embedded": false}              # true: the plugin is serialized inside the engine
+      "profile": {"min": [1,3,256,128], "opt": [...], "max": [32,3,256,128]},  # optional (the engine is asked too)
+      "css_plugin": {"used": false}              # or, for an engine with the fused CSS plugin:
+                  | {"used": true, "name": "DSLNet_CSS", "namespace": "dslnet_edge", "version": "1",
+                     "implementation": "aot" | "jit",
+                     "register": "package.module:function"}  # JIT only: what registers it in this process
     }
 
-The plugin is registered *before* deserialization, the way NVIDIA's quickly_deployable_plugins
-sample does it (import the module defining the plugin, then deserialize):
+(``"plugin": {...}`` with the same fields plus ``"module"`` (imported), ``"library"`` (a plugin
+shared library, relative to the engine's folder) or ``"embedded": true`` is read too.)
+
+How a plugin is made available *before* deserialization, as NVIDIA's quickly_deployable_plugins
+sample does it (register the plugin in the process, then deserialize):
 https://github.com/NVIDIA/TensorRT/blob/main/samples/python/quickly_deployable_plugins/qdp_runner.py
-dslnet_edge never imports the exporter's plugin module by itself: only the name the sidecar
-gives, with :func:`importlib.import_module`.
+
+* ``implementation: "aot"`` (TensorRT >= 10.9): the compiled kernel is embedded in the engine,
+  which then needs neither Python nor the plugin's source
+  (https://docs.nvidia.com/deeplearning/tensorrt/10.16.1/inference-library/plugins-python.html):
+  nothing to load.
+* ``implementation: "jit"``: TensorRT calls back into Python, so the plugin must be registered in
+  this process: the sidecar's ``register`` entry point (``module:function``) is imported and
+  called, or its ``module`` imported, or a ``library`` loaded with
+  ``IPluginRegistry.load_library``. dslnet_edge never imports the exporter's plugin module by
+  itself: only the name the sidecar gives, with :func:`importlib.import_module`. If the sidecar
+  names nothing, registering the plugin yourself before building the Engine works too.
 
 Inference uses TensorRT 10/11's named-tensor API (``num_io_tensors``/``get_tensor_name``,
 ``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``) with one CUDA stream and
@@ -92,6 +103,11 @@ __all__ = [
 ]
 
 
+#: ``format`` / ``format_version`` of the sidecar written by ``python -m export.build_engine``
+SIDECAR_FORMAT = "dslnet_edge.engine"
+SIDECAR_VERSION = 1
+
+
 class EngineCompatibilityError(ArtifactError):
     """The engine was built for another TensorRT version or another GPU: rebuild it on this machine."""
 
@@ -114,21 +130,22 @@ def tensorrt_available() -> bool:
 # ---------------------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class PluginInfo:
-    """The plugin an engine needs, and where to load it from."""
+    """The plugin an engine needs, and how to make it available (see the module docstring)."""
 
     name: str | None = None
     version: str = "1"
     namespace: str = ""
-    module: str | None = None
-    library: str | None = None
-    embedded: bool = False
+    module: str | None = None  # imported
+    register: str | None = None  # "module:function", imported and called
+    library: str | None = None  # shared library for IPluginRegistry.load_library
+    embedded: bool = False  # AOT: compiled into the engine, nothing to load
 
     def __post_init__(self) -> None:
-        if not (self.module or self.library or self.embedded):
-            raise ValueError(
-                f"plugin {self.name or '?'} names neither a 'module' nor a 'library' to load it from "
-                "(and is not 'embedded' in the engine)"
-            )
+        object.__setattr__(self, "version", str(self.version))
+        if self.register is not None and (":" not in self.register or not all(self.register.split(":", 1))):
+            raise ValueError(f"plugin 'register' must be 'module:function', got {self.register!r}")
+        if not (self.name or self.module or self.register or self.library or self.embedded):
+            raise ValueError("plugin entry names no plugin and nothing to load")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,6 +168,11 @@ class EngineSidecar:
         """Validate a parsed sidecar; every problem names ``source`` and the key."""
         if not isinstance(data, Mapping):
             raise ArtifactError(f"engine sidecar {source} must hold a JSON object, found {type(data).__name__}")
+        if data.get("format", SIDECAR_FORMAT) != SIDECAR_FORMAT:
+            raise ArtifactError(f"{source} is not a dslnet_edge engine sidecar (format {data.get('format')!r})")
+        version = data.get("format_version", SIDECAR_VERSION)
+        if not isinstance(version, int) or version > SIDECAR_VERSION:
+            raise ArtifactError(f"engine sidecar {source} has format_version {version!r}; this dslnet_edge reads up to {SIDECAR_VERSION}")
         try:
             spec = InputSpec.from_dict(_required(data, "input_spec", source))
         except (TypeError, ValueError) as exc:
@@ -167,12 +189,14 @@ class EngineSidecar:
             raise ArtifactError(
                 f"engine sidecar {source} lacks the GPU it was built for ('gpu': {{'name': ..., 'compute_capability': 'X.Y'}})"
             )
-        plugin = _parse_plugin(data.get("plugin"), source)
+        plugin = _parse_plugin(data["css_plugin"] if "css_plugin" in data else data.get("plugin"), source)
         hardware = str(data.get("hardware_compatibility") or "none").lower()
         if hardware not in ("none", "ampere_plus", "same_compute_capability"):
             raise ArtifactError(f"engine sidecar {source}: unknown hardware_compatibility {hardware!r}")
         profile = data.get("profile") if isinstance(data.get("profile"), Mapping) else {}
         max_batch = profile.get("max_batch", data.get("max_batch"))
+        if max_batch is None and isinstance(profile.get("max"), (list, tuple)) and profile["max"]:
+            max_batch = profile["max"][0]  # export.build_engine writes the max input shape
         if max_batch is not None and (isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1):
             raise ArtifactError(f"engine sidecar {source}: profile max_batch must be a positive integer, got {max_batch!r}")
         return cls(
@@ -291,6 +315,10 @@ def _parse_plugin(value: Any, source: str) -> PluginInfo | None:
         value = {"module": value}
     if not isinstance(value, Mapping):
         raise ArtifactError(f"engine sidecar {source}: 'plugin' must be null or an object, got {type(value).__name__}")
+    if "used" in value:  # export.build_engine's css_plugin entry
+        if not value["used"]:
+            return None
+        value = {**value, "embedded": value.get("embedded", value.get("implementation") == "aot")}
     known = {f.name for f in dataclasses.fields(PluginInfo)}
     try:
         return PluginInfo(**{k: v for k, v in value.items() if k in known})
@@ -626,6 +654,19 @@ def _load_plugin(trt, plugin: PluginInfo | None, *, engine_dir: Path, source: st
     if plugin is None or plugin.embedded:
         return
     label = plugin.name or plugin.module or plugin.library
+    if plugin.register:
+        module_name, function_name = plugin.register.split(":", 1)
+        try:
+            register = getattr(importlib.import_module(module_name), function_name)
+        except (ImportError, AttributeError) as exc:
+            raise PluginError(
+                f"{source} needs the TensorRT plugin {label}, registered by {plugin.register!r}, which does not "
+                f"import here ({exc}); install the package that provides it"
+            ) from None
+        try:
+            register()
+        except Exception as exc:
+            raise PluginError(f"{source}: registering the TensorRT plugin {label} with {plugin.register} failed: {exc}") from None
     if plugin.library:
         library = Path(plugin.library)
         library = library if library.is_absolute() else engine_dir / library
@@ -642,9 +683,17 @@ def _load_plugin(trt, plugin: PluginInfo | None, *, engine_dir: Path, source: st
                 f"which does not import here ({exc}); install the package that provides it"
             ) from None
     if plugin.name and not _plugin_registered(trt, plugin):
+        loaded = plugin.register or plugin.module or plugin.library
+        how = (
+            f"after loading {loaded}"
+            if loaded
+            else "and its sidecar names nothing that registers it; register the plugin in this process before "
+            "creating the Engine (for DSLNet's CSS plugin: export.plugin.trt_plugin.register_css_plugin()), or rebuild "
+            "with an ahead-of-time plugin (TensorRT >= 10.9) or without it (--css-plugin off)"
+        )
         raise PluginError(
             f"{source} needs the TensorRT plugin {plugin.name!r} (version {plugin.version}, namespace "
-            f"{plugin.namespace!r}) but it is not registered after loading {plugin.module or plugin.library}"
+            f"{plugin.namespace!r}) but it is not registered {how}"
         )
 
 

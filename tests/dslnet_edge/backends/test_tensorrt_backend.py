@@ -72,6 +72,25 @@ def test_plugin_entry_forms(tmp_path):
     assert read_engine_sidecar(_write(tmp_path, _sidecar(plugin={"name": "X", "embedded": True}))).plugin.embedded
 
 
+def test_export_build_engine_sidecar_layout(tmp_path):
+    """The layout python -m export.build_engine writes (css_plugin entry, profile as shapes)."""
+    data = _sidecar(
+        format="dslnet_edge.engine",
+        format_version=1,
+        profile={"input": "images", "min": [1, 3, 16, 8], "opt": [8, 3, 16, 8], "max": [16, 3, 16, 8]},
+        plugin=...,
+        css_plugin={"used": False, "implementation": None, "reason": "TensorRT 10.3 has no Python plugins"},
+    )
+    sidecar = read_engine_sidecar(_write(tmp_path, data))
+    assert sidecar.max_batch == 16 and sidecar.plugin is None
+    aot = {"used": True, "implementation": "aot", "reason": "", "name": "DSLNet_CSS", "namespace": "dslnet_edge", "version": "1"}
+    plugin = read_engine_sidecar(_write(tmp_path, {**data, "css_plugin": aot})).plugin
+    assert plugin == PluginInfo(name="DSLNet_CSS", version="1", namespace="dslnet_edge", embedded=True)
+    jit = {**aot, "implementation": "jit", "register": "export.plugin.trt_plugin:register_css_plugin"}
+    plugin = read_engine_sidecar(_write(tmp_path, {**data, "css_plugin": jit})).plugin
+    assert not plugin.embedded and plugin.register == "export.plugin.trt_plugin:register_css_plugin"
+
+
 def test_flat_gpu_keys_are_accepted(tmp_path):
     sidecar = read_engine_sidecar(_write(tmp_path, _sidecar(gpu=..., gpu_name="NVIDIA H100", compute_capability=[9, 0])))
     assert (sidecar.gpu_name, sidecar.compute_capability) == ("NVIDIA H100", (9, 0))
@@ -86,7 +105,10 @@ def test_flat_gpu_keys_are_accepted(tmp_path):
         ({"tensorrt_version": "ten"}, "lacks a valid 'tensorrt_version'"),
         ({"gpu": ...}, "lacks the GPU it was built for"),
         ({"gpu": {"name": "Orin", "compute_capability": "eight"}}, "lacks the GPU it was built for"),
-        ({"plugin": {"name": "DSLNet_CSS"}}, "names neither a 'module' nor a 'library'"),
+        ({"plugin": {"version": "2"}}, "names no plugin and nothing to load"),
+        ({"plugin": {"name": "X", "register": "no_colon"}}, "'register' must be 'module:function'"),
+        ({"format": "someone.else"}, "is not a dslnet_edge engine sidecar"),
+        ({"format_version": 2}, "format_version 2; this dslnet_edge reads up to 1"),
         ({"plugin": 3}, "'plugin' must be null or an object"),
         ({"profile": {"max_batch": 0}}, "max_batch must be a positive integer"),
         ({"hardware_compatibility": "any_gpu"}, "unknown hardware_compatibility"),
