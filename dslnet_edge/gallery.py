@@ -7,9 +7,13 @@ Memory is bounded by design, so a matcher can run on an endless camera stream:
   (``add`` and ``touch`` count as seen).
 
 Search is exact cosine similarity: an identity scores the best similarity over its exemplars.
-NumPy does it with one matrix product over preallocated storage; ``index="faiss"`` uses a
-``faiss.IndexFlatIP`` (exact inner product; optional dependency, ``pip install faiss-cpu``)
-built from the same rows, which returns the same identities and similarities.
+NumPy does it with one matrix product over preallocated storage (the default). ``index="faiss"``
+uses a ``faiss.IndexFlatIP`` (exact inner product; optional dependency, ``pip install
+faiss-cpu``) built from the same rows, which returns the same identities and similarities. The
+faiss index is rebuilt lazily after the gallery changes (a copy of every exemplar), so it pays off
+only for large galleries that are searched much more often than they change (a pre-enrolled
+watch list with ``auto_enroll=False``); on the CPU measured in ``benchmarks/bench_runtime.py``
+exact NumPy search was as fast or faster up to 50,000 exemplars.
 
 Persistence is one SQLite file (:meth:`Gallery.save` / :meth:`Gallery.load`): float32 feature
 blobs with their identity, camera and time, a marker table ``dslnet_edge_gallery`` holding the
@@ -49,9 +53,7 @@ GALLERY_VERSION = 1
 APPLICATION_ID = 0x44534C47
 _MARKER_TABLE = "dslnet_edge_gallery"
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-_INDEXES = ("numpy", "faiss", "auto")
-#: ``index="auto"`` switches to faiss from this many exemplars on (see benchmarks/bench_runtime.py).
-FAISS_AUTO_MIN_EXEMPLARS = 100_000
+_INDEXES = ("numpy", "faiss")
 _INITIAL_SLOTS = 16
 
 
@@ -81,8 +83,8 @@ class Gallery:
         feature_dim: embedding length; None takes it from the first features added.
         max_exemplars: embeddings kept per identity (the oldest is replaced when full).
         capacity: identities kept; the least recently seen is evicted beyond it.
-        index: ``"numpy"`` (exact, default), ``"faiss"`` (exact ``IndexFlatIP``; needs faiss) or
-            ``"auto"`` (faiss from :data:`FAISS_AUTO_MIN_EXEMPLARS` exemplars on, when installed).
+        index: ``"numpy"`` (exact, default) or ``"faiss"`` (exact ``IndexFlatIP``; needs faiss; for
+            large, rarely changing galleries, see the module docstring).
     """
 
     def __init__(self, feature_dim: int | None = None, *, max_exemplars: int = 8, capacity: int = 10_000, index: str = "numpy"):
@@ -322,20 +324,9 @@ class Gallery:
             if not self._slots:
                 return [[] for _ in range(len(q))]
             k = min(top_k, len(self._slots))
-            if self._use_faiss():
+            if self._index == "faiss":
                 return self._search_faiss(q, k)
             return self._search_numpy(q, k)
-
-    def _use_faiss(self) -> bool:
-        if self._index == "faiss":
-            return True
-        if self._index == "auto" and self.num_exemplars >= FAISS_AUTO_MIN_EXEMPLARS:
-            try:
-                _import_faiss()
-            except ImportError:
-                return False
-            return True
-        return False
 
     def _search_numpy(self, q: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
         rows = self._high * self._max_exemplars
