@@ -25,6 +25,7 @@ _LAZY = {
     "Matcher": "dslnet_edge.matcher",
     "Match": "dslnet_edge.matcher",
     "Gallery": "dslnet_edge.gallery",
+    "calibrate_threshold": "dslnet_edge.threshold",
     "compare": "dslnet_edge.compare",
 }
 
