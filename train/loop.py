@@ -388,6 +388,8 @@ def fit(cfg: TrainConfig, *, resume: str | None = None, log: Callable[[str], Non
                 dist.barrier()
     finally:
         logger.close()
+        if ddp.enabled and dist.is_initialized():
+            dist.destroy_process_group()
     return FitResult(output, end_epoch, last_path, best_path if best_path.exists() else None, best,
                      logger.history)
 
@@ -434,6 +436,9 @@ def _train_one_epoch(cfg, epoch, model, train_model, loader, sampler, optimizer,
             bar.update(1)
             bar.set_postfix(loss=f"{totals['loss'] / seen:.3f}", acc=f"{totals['acc'] / seen:.3f}",
                             img_s=f"{rate:.1f}", refresh=False)
+        elif ddp.main and steps % max(1, iters // 4) == 0 and steps < iters:  # no bar: a line per quarter epoch
+            print(f"  epoch {epoch + 1} step {steps}/{iters}: loss {totals['loss'] / seen:.3f} "
+                  f"acc {totals['acc'] / seen:.3f} {rate:.1f} img/s", file=sys.stderr, flush=True)
         logger.scalar("iter/loss", float(loss.detach()), epoch * iters + steps)
     if bar is not None:
         bar.close()

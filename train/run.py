@@ -24,6 +24,7 @@ Every expected failure (bad data folder, bad config key, unreadable checkpoint) 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -134,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: the last finished epoch is in last.pt; continue with --resume", file=sys.stderr)
         return 130
+    if os.environ.get("RANK", "0") != "0":  # torchrun: one summary line, from rank 0
+        return 0
     best = f", best {result.best_metric:.4f} in {result.best_checkpoint}" if result.best_metric is not None else ""
     print(f"done: {result.epochs_done} epochs, last checkpoint {result.last_checkpoint}{best}")
     return 0

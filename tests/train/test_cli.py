@@ -152,3 +152,27 @@ def test_peers_cli_errors(tmp_path, capsys, synthetic_market):
     assert "does not exist" in one_error_line(capsys)
     assert peers.main(["--data-root", str(synthetic_market), "--peers-dir", str(tmp_path), "--models", "9999"]) == 2
     assert "no peer matches" in one_error_line(capsys)
+
+
+def test_torchrun_two_cpu_ranks_with_a_frozen_first_epoch(synthetic_market, tmp_path):
+    """DDP on CPU (gloo): sharded P x K batches, DDP rebuilt when the backbone unfreezes, rank 0 writes."""
+    import os
+    import socket
+
+    with socket.socket() as sock:  # a free port for the rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port,
+         "-m", "train.run", "--data-root", str(synthetic_market), "--output", str(tmp_path), "--height", "32",
+         "--width", "16", "--set", "data.p=4", "--set", "data.k=4", "--epochs", "2", "--threads", "1",
+         "--set", "optim.freeze_backbone_epochs=1", "--eval-every", "1", "--no-progress", "--device", "cpu",
+         "--set", "run.tensorboard=false"],
+        capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("done:") == 1
+    assert "x2 ranks" in proc.stderr and "frozen 1" in proc.stderr and "frozen 0" in proc.stderr
+    from dslnet_edge.model.checkpoint import load_checkpoint
+
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 2
