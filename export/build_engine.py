@@ -404,7 +404,7 @@ def _compile(config: EngineBuildConfig, prepared: PreparedOnnx, gpu, *, log) -> 
         log=lambda line: print(line, file=sys.stderr),
     )
     verification = _verify(engine, prepared, config, log=log)
-    sidecar = _sidecar(config, prepared, onnx_path, gpu, facts, verification)
+    sidecar = sidecar_dict(config, prepared, onnx_path, gpu, facts, verification)
     with atomic_write(config.out) as tmp:
         tmp.write_bytes(engine)
     atomic_write_text(artefact_paths(config.out)["sidecar"], json.dumps(sidecar, indent=2, sort_keys=True) + "\n")
@@ -447,7 +447,8 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _sidecar(config, prepared: PreparedOnnx, onnx_path: Path, gpu, facts: dict, verification: dict) -> dict[str, Any]:
+def sidecar_dict(config, prepared: PreparedOnnx, onnx_path: Path, gpu, facts: dict, verification: dict) -> dict[str, Any]:
+    """``<out>.json``: what the runtime needs to trust the engine (dslnet_edge.backends.tensorrt_backend reads it)."""
     from export.plugin import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
 
     return {
@@ -464,7 +465,9 @@ def _sidecar(config, prepared: PreparedOnnx, onnx_path: Path, gpu, facts: dict, 
             "used": prepared.plugin.used,
             "implementation": prepared.plugin.implementation,
             "reason": prepared.plugin.reason,
-            **({"name": PLUGIN_NAME, "namespace": PLUGIN_NAMESPACE, "version": PLUGIN_VERSION} if prepared.plugin.used else {}),
+            # what the runtime imports and calls before deserializing a JIT-plugin engine
+            **({"name": PLUGIN_NAME, "namespace": PLUGIN_NAMESPACE, "version": PLUGIN_VERSION,
+                "register": "export.plugin.trt_plugin:register_css_plugin"} if prepared.plugin.used else {}),
         },
         "profile": {"input": INPUT_NAME, **prepared_shapes(prepared.spec, config.profile)},
         "onnx": {"path": os.path.relpath(onnx_path, config.out.parent), "sha256": _sha256(onnx_path)},

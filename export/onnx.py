@@ -32,6 +32,7 @@ import onnx
 
 from dslnet_edge._io import atomic_write
 from dslnet_edge.spec import SPEC_METADATA_KEY, InputSpec
+from dslnet_edge.weights import DEMO_CHECKPOINT  # the demo weights the training run produces
 
 if TYPE_CHECKING:  # torch is imported lazily: reading an ONNX spec must not need it
     from dslnet_edge.model import DSLNet
@@ -271,8 +272,6 @@ def random_images(spec: InputSpec, batch: int, *, seed: int = 0) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # checkpoint -> checked ONNX, and the CLI
 # ---------------------------------------------------------------------------------------------
-#: The demo weights the training run produces (absent until then).
-DEMO_CHECKPOINT = Path(__file__).resolve().parents[1] / "dslnet_edge" / "weights" / "dslnet_cuhk03.pt"
 
 
 class ParityError(ExportError):

@@ -78,8 +78,9 @@ def gpu_info() -> GpuInfo | None:
         if int(err) == 0 and count > 0:
             err, props = cudart.cudaGetDeviceProperties(0)
             if int(err) == 0:
-                name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
-                return GpuInfo(name.strip("\x00 "), f"{props.major}.{props.minor}")
+                name = props.name
+                name = name.split(b"\0", 1)[0].decode(errors="replace") if isinstance(name, bytes) else str(name)
+                return GpuInfo(name.strip(), f"{props.major}.{props.minor}")
     except Exception:  # no driver, no cuda-python: fall through to torch
         pass
     try:

@@ -281,3 +281,26 @@ def test_parser_errors_fail_the_build(tmp_path):
     with pytest.raises(BuildError, match="could not parse"):
         build_engine_bytes(path, spec=InputSpec(height=32, width=16), profile=Profile(1, 1, 1), precision="fp32",
                            log=lambda line: None)
+
+
+def test_sidecar_is_what_the_runtime_reads(onnx_path, tmp_path):
+    """The sidecar build_engine writes, read back by dslnet_edge's TensorRT backend (no TensorRT needed)."""
+    from dslnet_edge.backends.tensorrt_backend import read_engine_sidecar
+    from export.build_engine import PluginChoice, PreparedOnnx, sidecar_dict
+    from export.tensorrt_build import GpuInfo
+
+    spec = spec_from_onnx(onnx_path).replace(precision="fp16")
+    config = EngineBuildConfig(onnx=onnx_path, precision="fp16", out=tmp_path / "m.engine", profile=Profile(1, 2, 4))
+    for plugin in (PluginChoice(False, None, "off"), PluginChoice(True, "jit", "JIT"), PluginChoice(True, "aot", "AOT")):
+        prepared = PreparedOnnx(onnx_path, onnx_path, onnx_path, "fp16", spec, plugin, {"plain": str(onnx_path)}, {})
+        facts = {"tensorrt_version": "10.9.0", "strongly_typed": True, "builder_flags": [], "workspace_bytes": None}
+        data = sidecar_dict(config, prepared, onnx_path, GpuInfo("NVIDIA Orin", "8.7"), facts, {"verified": False})
+        artefact_paths(config.out)["sidecar"].write_text(json.dumps(data))
+        read = read_engine_sidecar(config.out)
+        assert read.input_spec == spec and read.compute_capability == (8, 7) and read.max_batch == 4
+        if not plugin.used:
+            assert read.plugin is None
+        else:
+            assert read.plugin.name == "DSLNet_CSS" and read.plugin.namespace == "dslnet_edge"
+            assert read.plugin.embedded is (plugin.implementation == "aot")
+            assert read.plugin.register == "export.plugin.trt_plugin:register_css_plugin"
