@@ -46,23 +46,44 @@ __all__ = [
 Embedder = Callable[[np.ndarray], np.ndarray]
 
 
+class LazyImages:
+    """A read-on-access sequence of BGR images (large galleries need not sit in RAM)."""
+
+    def __init__(self, paths: Sequence[str]):
+        self.paths = list(paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [read_bgr(p) for p in self.paths[index]]
+        return read_bgr(self.paths[index])
+
+
 @dataclasses.dataclass
 class EvalSet:
-    """Query or gallery images decoded once (original size, BGR) with identities and cameras."""
+    """Query or gallery images (original size, BGR) with identities and cameras.
 
-    images: list[np.ndarray]
+    ``preload=True`` decodes them once into RAM (the training loop evaluates the same images
+    every few epochs); ``preload=False`` reads them from disk when embedding (one-off evaluation
+    of large galleries).
+    """
+
+    images: Sequence[np.ndarray]
     pids: np.ndarray
     camids: np.ndarray
     paths: list[str]
 
     @classmethod
-    def load(cls, items: Sequence[ReidImage], *, limit: int = 0) -> EvalSet:
+    def load(cls, items: Sequence[ReidImage], *, limit: int = 0, preload: bool = True) -> EvalSet:
         items = list(items)[:limit] if limit > 0 else list(items)
+        paths = [im.path for im in items]
         return cls(
-            images=[read_bgr(im.path) for im in items],
+            images=[read_bgr(p) for p in paths] if preload else LazyImages(paths),
             pids=np.array([im.pid for im in items], dtype=np.int64),
             camids=np.array([im.camid for im in items], dtype=np.int64),
-            paths=[im.path for im in items],
+            paths=paths,
         )
 
     def __len__(self) -> int:
@@ -305,8 +326,8 @@ def run_evaluation(cfg: EvalConfig, *, log: Callable[[str], None] = print) -> di
     split = read_dataset(cfg.dataset, cfg.data_root)
     if not split.has_eval:
         raise DatasetError(f"{cfg.data_root} has no query/gallery images to evaluate on")
-    query_set = EvalSet.load(split.query, limit=cfg.max_images)
-    gallery_set = EvalSet.load(split.gallery, limit=cfg.max_images)
+    query_set = EvalSet.load(split.query, limit=cfg.max_images, preload=False)
+    gallery_set = EvalSet.load(split.gallery, limit=cfg.max_images, preload=False)
     q = embed_images(query_set.images, spec, embed, batch_size=cfg.batch_size)
     g = embed_images(gallery_set.images, spec, embed, batch_size=cfg.batch_size)
     results = {}
