@@ -225,7 +225,7 @@ class CalibrationConfig:
 
 
 def read_labelled_crops(roots: Sequence[Path], *, max_per_identity: int | None = None) -> list[tuple[Path, str, str | None]]:
-    """``(image path, identity, camera)`` for every image under ``roots``.
+    """``(image path, identity, camera)`` for every image under ``roots`` (at most ``max_per_identity`` per identity and camera).
 
     Identity and camera come from Market-1501-style names (``PPPP_cC...``; identity -1 = junk,
     skipped); otherwise the identity is the image's parent folder and the camera is unknown.
@@ -243,12 +243,13 @@ def read_labelled_crops(roots: Sequence[Path], *, max_per_identity: int | None =
                 found.append((path, str(int(m.group(1))), f"c{m.group(2)}"))
             elif path.parent != root:
                 found.append((path, path.parent.name, None))
-    if max_per_identity is not None:
-        counts: dict[str, int] = {}
+    if max_per_identity is not None:  # per identity and camera, so every camera keeps its share
+        counts: dict[tuple[str, str | None], int] = {}
         kept = []
         for item in found:
-            counts[item[1]] = counts.get(item[1], 0) + 1
-            if counts[item[1]] <= max_per_identity:
+            key = (item[1], item[2])
+            counts[key] = counts.get(key, 0) + 1
+            if counts[key] <= max_per_identity:
                 kept.append(item)
         found = kept
     return found
@@ -289,7 +290,7 @@ def _parse_args(argv: Sequence[str] | None) -> tuple[CalibrationConfig, bool]:
     parser.add_argument("--method", choices=METHODS, default="balanced")
     parser.add_argument("--target-far", type=float, default=0.01, help="false-match rate for --method far")
     parser.add_argument("--any-camera", action="store_true", help="also count same-camera pairs as same-person pairs")
-    parser.add_argument("--max-per-identity", type=int, default=20, help="images used per identity (0 = all)")
+    parser.add_argument("--max-per-identity", type=int, default=20, help="images used per identity and camera (0 = all)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
     config = CalibrationConfig(

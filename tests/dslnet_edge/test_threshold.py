@@ -115,6 +115,8 @@ def test_read_labelled_crops_both_layouts(tmp_path, rng):
     _write_crops(tmp_path / "folders", rng, "folders")
     market = read_labelled_crops([tmp_path / "market"])
     assert len(market) == 16 and {c for _, _, c in market} == {"c1", "c2"} and "-1" not in {i for _, i, _ in market}
+    capped = read_labelled_crops([tmp_path / "market"], max_per_identity=1)  # the cap is per identity and camera
+    assert len(capped) == 8 and {(i, c) for _, i, c in capped} == {(str(p), c) for p in range(4) for c in ("c1", "c2")}
     folders = read_labelled_crops([tmp_path / "folders"], max_per_identity=3)
     assert len(folders) == 12 and {i for _, i, _ in folders} == {f"person{p}" for p in range(4)}
     assert {c for _, _, c in folders} == {None}
