@@ -219,6 +219,18 @@ def test_tracks_are_per_camera_bounded_and_expire(engine, people, rng):
     assert matcher.num_tracks == 0
 
 
+def test_endless_stream_of_strangers_keeps_memory_bounded(engine, rng):
+    matcher = Matcher(engine, Gallery(SPEC.feature_dim, capacity=20, max_exemplars=2), threshold=THRESHOLD, max_tracks=8)
+    sizes = set()
+    for frame in range(150):
+        matches = matcher.match(random_crops(rng, 2, max_hw=(40, 20)), camera="street", timestamp=float(frame), track_ids=[2 * frame, 2 * frame + 1])
+        assert all(m.is_new for m in matches)
+        assert len(matcher.gallery) <= 20 and matcher.num_tracks <= 8
+        if frame >= 20:
+            sizes.add(matcher.gallery.memory_bytes)
+    assert len(sizes) == 1  # storage stopped growing
+
+
 # -- threads -----------------------------------------------------------------------------------
 def _camera_frames(people, camera_index, n_frames=8):
     """Deterministic frames of one camera: 3 people per frame, with track ids."""
