@@ -207,7 +207,7 @@ def prepare_onnx(config: EngineBuildConfig, support, *, log=print) -> PreparedOn
     else:
         plain = config.onnx
         spec = _validated_onnx(plain)
-    has_css = model is not None and any(type(m).__name__ == "ChannelwiseScaleSelection" for m in model.modules())
+    has_css = model is not None and _has_css(model)
     plugin = decide_css_plugin(
         config.css_plugin, support, have_model=model is not None, has_css=has_css, precision=config.precision
     )
@@ -224,6 +224,12 @@ def prepare_onnx(config: EngineBuildConfig, support, *, log=print) -> PreparedOn
         artefacts["fp16"] = str(engine_onnx)
     parity["checked"] = sorted(artefacts)
     return PreparedOnnx(engine_onnx, fp32, plain, config.precision, spec.replace(precision=config.precision), plugin, artefacts, parity)
+
+
+def _has_css(model) -> bool:
+    from dslnet_edge.model import ChannelwiseScaleSelection
+
+    return any(isinstance(m, ChannelwiseScaleSelection) for m in model.modules())
 
 
 def _validated_onnx(path: Path) -> InputSpec:

@@ -180,20 +180,18 @@ def set_input_spec(proto: onnx.ModelProto, spec: InputSpec) -> None:
 def spec_from_onnx(source: str | os.PathLike | onnx.ModelProto) -> InputSpec:
     """The :class:`InputSpec` stored in an ONNX file's (or model's) ``metadata_props``.
 
-    Export's own reader; the runtime reads the same key with ONNX Runtime's model metadata.
+    The parsing is the runtime's (:func:`dslnet_edge.backends.onnxruntime_backend.spec_from_metadata`),
+    so export and runtime agree on what a valid entry is; errors become :class:`ExportError`.
     """
+    from dslnet_edge.backends.base import ArtifactError
+    from dslnet_edge.backends.onnxruntime_backend import spec_from_metadata
+
     proto = source if isinstance(source, onnx.ModelProto) else load_onnx(source)
     name = "the ONNX model" if isinstance(source, onnx.ModelProto) else str(source)
-    for prop in proto.metadata_props:
-        if prop.key == SPEC_METADATA_KEY:
-            try:
-                return InputSpec.from_json(prop.value)
-            except ValueError as exc:
-                raise ExportError(f"{name} has an invalid {SPEC_METADATA_KEY} entry: {exc}") from None
-    raise ExportError(
-        f"{name} has no {SPEC_METADATA_KEY!r} in its metadata_props; it was not exported by dslnet_edge "
-        "(re-export it with python -m export.onnx)"
-    )
+    try:
+        return spec_from_metadata({p.key: p.value for p in proto.metadata_props}, source=name)
+    except ArtifactError as exc:
+        raise ExportError(str(exc)) from None
 
 
 # ---------------------------------------------------------------------------------------------

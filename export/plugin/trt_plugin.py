@@ -23,8 +23,8 @@ the ONNX (streams float32 or float16, FC weights float32) and the output's from
 ``register`` (the streams' type) -- exactly what TensorRT assumes without an autotune function.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: tensorrt.plugin reads the registration function's
+# annotations to tell input tensors (trtp.TensorDesc) from attributes, so they must be real objects.
 import dataclasses
 import re
 
@@ -94,7 +94,6 @@ def register_css_plugin() -> str:
     if not support.jit:
         raise RuntimeError(f"cannot register the CSS plugin: {support.reason}")
 
-    import numpy as np  # noqa: F401  (tensorrt.plugin resolves annotations in this module)
     import tensorrt.plugin as trtp
 
     @trtp.register(PLUGIN_ID)

@@ -101,7 +101,7 @@ def test_spec_errors(onnx_path, tmp_path):
     with pytest.raises(ExportError, match="no 'dslnet_edge.input_spec'"):
         spec_from_onnx(proto)
     proto.metadata_props.add(key=SPEC_METADATA_KEY, value="{not json")
-    with pytest.raises(ExportError, match="invalid dslnet_edge.input_spec"):
+    with pytest.raises(ExportError, match="invalid 'dslnet_edge.input_spec'"):
         spec_from_onnx(proto)
 
 
