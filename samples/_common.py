@@ -1,0 +1,190 @@
+"""Setup shared by the sample programs: model, gallery and Matcher; detector and tracker options.
+
+Everything that can fail because of a user's input (model path, gallery file, output paths) is
+checked here *before* a video is processed, so a typo costs a second, not a whole video.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import os
+from pathlib import Path
+
+from samples.detect import HogConfig
+
+__all__ = [
+    "ModelConfig",
+    "TrackerConfig",
+    "KNOWN_CREDITS",
+    "credit_for",
+    "build_matcher",
+    "check_gallery_destination",
+    "add_model_arguments",
+    "add_detector_arguments",
+    "model_config_from_args",
+    "hog_config_from_args",
+    "tracker_config_from_args",
+    "positive_int",
+    "similarity_value",
+]
+
+#: Credit lines drawn on (and logged with) every output made from these sample videos. Other
+#: videos get ``--credit TEXT`` if their licence asks for one.
+KNOWN_CREDITS = {
+    "one-by-one-person-detection.mp4": "Intel IoT devkit sample videos, CC BY 4.0",
+    "people-detection.264": "Intel IoT devkit sample videos, CC BY 4.0",
+}
+
+
+def credit_for(video: str, explicit: str | None = None) -> str | None:
+    """``explicit`` if given, else the known credit line of ``video``'s file name (None if unknown)."""
+    if explicit is not None:
+        return explicit or None
+    return KNOWN_CREDITS.get(Path(str(video)).name)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Which model embeds the crops and how crops become identities.
+
+    Attributes:
+        model: ``.onnx``/``.engine``/``.pt`` file; None = the bundled demo ONNX (``dslnet_edge.Engine()``).
+        device: backend device (``cpu``, ``cuda``, ...); None = the backend's default.
+        gallery: a gallery file to start from (from ``samples.enroll`` or an earlier run); must exist.
+        save_gallery: where to write the gallery at the end (may be ``gallery``); None = not saved.
+        threshold: cosine similarity needed to match an identity; None = the Matcher's default.
+        auto_enroll: enrol unmatched people as new identities (else report them unknown).
+    """
+
+    model: str | None = None
+    device: str | None = None
+    gallery: str | None = None
+    save_gallery: str | None = None
+    threshold: float | None = None
+    auto_enroll: bool = True
+
+    def __post_init__(self) -> None:
+        if self.threshold is not None and not (math.isfinite(self.threshold) and -1.0 <= self.threshold <= 1.0):
+            raise ValueError(f"threshold must be a cosine similarity in [-1, 1], got {self.threshold!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackerConfig:
+    """IoU tracker settings (see :class:`samples.tracking.IouTracker`)."""
+
+    iou_threshold: float = 0.3
+    max_age: int = 5
+    min_hits: int = 2
+
+    def build(self):
+        from samples.tracking import IouTracker
+
+        return IouTracker(self.iou_threshold, self.max_age, self.min_hits)
+
+
+def check_gallery_destination(path: str | os.PathLike | None, loaded_from: str | None) -> None:
+    """Refuse, before any work, a ``--save-gallery`` destination that ``Gallery.save`` would refuse at the end."""
+    if path is None:
+        return
+    from dslnet_edge.gallery import Gallery, GalleryFileError
+
+    p = Path(path)
+    if p.is_dir():
+        raise GalleryFileError(f"gallery destination {p} is a directory; expected a file such as gallery.db")
+    if loaded_from is not None and p.exists() and p.resolve() == Path(loaded_from).resolve():
+        return
+    if p.is_file() and p.stat().st_size > 0:
+        try:
+            Gallery.load(p)
+        except GalleryFileError as exc:
+            raise GalleryFileError(f"refusing to overwrite {p} with a gallery: {exc}") from None
+
+
+def build_matcher(config: ModelConfig):
+    """``(Matcher, TimedEngine)`` for ``config``: engine loaded, gallery read, destination checked."""
+    from dslnet_edge import Engine, Gallery, Matcher
+    from dslnet_edge.gallery import GalleryError
+    from dslnet_edge.matcher import DEFAULT_THRESHOLD
+    from samples.pipeline import TimedEngine
+
+    gallery = None
+    if config.gallery is not None:
+        gallery = Gallery.load(config.gallery)  # FileNotFoundError / GalleryFileError naming the file
+    if not config.auto_enroll and (gallery is None or len(gallery) == 0):
+        where = f"gallery {config.gallery} is empty" if gallery is not None else "no --gallery was given"
+        raise GalleryError(
+            f"--no-auto-enroll reports only people already in the gallery, but {where}: "
+            "enrol known people first (python -m samples.enroll --crops DIR --gallery gallery.db)"
+        )
+    check_gallery_destination(config.save_gallery, config.gallery)
+    engine = Engine(config.model, device=config.device)
+    timed = TimedEngine(engine)
+    threshold = DEFAULT_THRESHOLD if config.threshold is None else config.threshold
+    matcher = Matcher(timed, gallery, threshold=threshold, auto_enroll=config.auto_enroll)
+    return matcher, timed
+
+
+# ---------------------------------------------------------------------------------------------
+# argparse helpers
+# ---------------------------------------------------------------------------------------------
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def similarity_value(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a cosine similarity in [-1, 1], got {text!r}") from None
+    if not (math.isfinite(value) and -1.0 <= value <= 1.0):
+        raise argparse.ArgumentTypeError(f"expected a cosine similarity in [-1, 1], got {text!r}")
+    return value
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("model and gallery")
+    g.add_argument("--model", help="re-ID model: .onnx (ONNX Runtime), .engine (TensorRT) or .pt (PyTorch); default: the bundled demo ONNX")
+    g.add_argument("--device", help="cpu, cuda, cuda:N, tensorrt (default: the backend's own)")
+    g.add_argument("--gallery", help="start from this gallery file (from samples.enroll or an earlier --save-gallery)")
+    g.add_argument("--save-gallery", metavar="PATH", help="write the gallery here at the end (may be the --gallery file)")
+    g.add_argument("--threshold", type=similarity_value, help="cosine similarity needed to match an identity (default: the Matcher's)")
+    g.add_argument("--no-auto-enroll", dest="auto_enroll", action="store_false",
+                   help="report people not in the gallery as unknown instead of enrolling them")
+
+
+def add_detector_arguments(parser: argparse.ArgumentParser, *, per_feed: bool = False) -> None:
+    """Detector and tracker options; ``per_feed``: ``--detector`` may repeat, once per ``--video``."""
+    g = parser.add_argument_group("detection and tracking")
+    what = "'hog' (OpenCV's HOG people detector) or 'boxes:FILE' (per-frame boxes, JSON or MOTChallenge)"
+    if per_feed:
+        g.add_argument("--detector", action="append", help=what + "; once for all feeds or once per --video (default hog)")
+    else:
+        g.add_argument("--detector", default="hog", help=what + " (default %(default)s)")
+    g.add_argument("--min-person-height", type=positive_int, default=HogConfig.min_person_height,
+                   help="HOG: smallest person to find, in frame pixels (larger is faster; default %(default)s)")
+    g.add_argument("--hog-stride", type=positive_int, default=HogConfig.win_stride, help="HOG: window step in pixels (4 finds more, 8 is faster; default %(default)s)")
+    g.add_argument("--min-hits", type=positive_int, default=TrackerConfig.min_hits,
+                   help="detections before a track is matched (default %(default)s; 1 = at once)")
+    g.add_argument("--max-age", type=int, default=TrackerConfig.max_age, help="processed frames a track survives unseen (default %(default)s)")
+
+
+def model_config_from_args(args: argparse.Namespace) -> ModelConfig:
+    return ModelConfig(args.model, args.device, args.gallery, args.save_gallery, args.threshold, args.auto_enroll)
+
+
+def hog_config_from_args(args: argparse.Namespace) -> HogConfig:
+    return HogConfig(min_person_height=args.min_person_height, win_stride=args.hog_stride)
+
+
+def tracker_config_from_args(args: argparse.Namespace) -> TrackerConfig:
+    if args.max_age < 0:
+        raise ValueError(f"--max-age must be >= 0, got {args.max_age}")
+    return TrackerConfig(max_age=args.max_age, min_hits=args.min_hits)

@@ -1,0 +1,184 @@
+"""A small IoU tracker: detections of consecutive frames -> track ids.
+
+The Matcher aggregates a person's crops over a track (a running mean of the embeddings), so one
+blurred or half-occluded crop does not flip an identity; it needs a stable ``track_id`` per
+person and camera. This tracker gives one with the classic IoU recipe (as in Bochinski et al.,
+"High-Speed Tracking-by-Detection Without Using Image Information", AVSS 2017, plus SORT's
+max-age and min-hits rules):
+
+1. every live track predicts its box (its last box moved by its centre's velocity);
+2. (track, detection) pairs with IoU >= ``iou_threshold`` are taken greedily, best IoU first,
+   each track and detection at most once;
+3. a detection left over starts a new track (ids 1, 2, 3, ... never reused);
+4. a track not matched for more than ``max_age`` consecutive updates is dropped.
+
+A track is *confirmed* once it has ``min_hits`` detections: the samples send only confirmed
+tracks' crops to the Matcher, so a one-frame false detection does not enrol a new identity.
+No appearance model: an occlusion longer than ``max_age`` frames, or two people crossing,
+can swap or restart ids; the Matcher's gallery then re-identifies the person anyway.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+
+from samples.detect import Box, box_iou
+
+__all__ = ["IouTracker", "TrackedBox"]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackedBox:
+    """A detection with the track it was given.
+
+    Attributes:
+        box: the detection itself (frame pixels, score).
+        track_id: the track's id (unique within one tracker, never reused).
+        hits: detections in the track so far, this one included.
+        confirmed: the track has had ``min_hits`` detections.
+    """
+
+    box: Box
+    track_id: int
+    hits: int
+    confirmed: bool
+
+    def __post_init__(self) -> None:
+        if isinstance(self.track_id, bool) or not isinstance(self.track_id, int) or self.track_id < 1:
+            raise ValueError(f"TrackedBox.track_id must be an integer >= 1, got {self.track_id!r}")
+        if isinstance(self.hits, bool) or not isinstance(self.hits, int) or self.hits < 1:
+            raise ValueError(f"TrackedBox.hits must be an integer >= 1, got {self.hits!r}")
+
+
+@dataclasses.dataclass
+class _Track:
+    track_id: int
+    box: np.ndarray  # x1, y1, x2, y2
+    velocity: np.ndarray  # centre motion per update (dx, dy)
+    hits: int = 1
+    misses: int = 0
+    confirmed: bool = False
+
+    def predicted(self) -> np.ndarray:
+        shift = self.velocity * (self.misses + 1)
+        return self.box + np.array([shift[0], shift[1], shift[0], shift[1]])
+
+
+class IouTracker:
+    """Greedy IoU association with track ids, max age and min hits (see the module docstring).
+
+    Args:
+        iou_threshold: IoU between a track's predicted box and a detection needed to continue it.
+        max_age: updates a track survives without a detection.
+        min_hits: detections before a track is confirmed (1: at once).
+        velocity_momentum: smoothing of the centre velocity, in [0, 1) (0: the last step only).
+        motion: predict boxes from the velocity (False: a track's box stays where it was last seen).
+
+    One tracker per camera; not thread-safe (a camera's frames come in order from one thread).
+    """
+
+    def __init__(
+        self,
+        iou_threshold: float = 0.3,
+        max_age: int = 5,
+        min_hits: int = 2,
+        velocity_momentum: float = 0.5,
+        motion: bool = True,
+    ):
+        if not (0.0 < iou_threshold <= 1.0):
+            raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold!r}")
+        for name, value, low in (("max_age", max_age, 0), ("min_hits", min_hits, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if not (0.0 <= velocity_momentum < 1.0):
+            raise ValueError(f"velocity_momentum must be in [0, 1), got {velocity_momentum!r}")
+        self.iou_threshold = float(iou_threshold)
+        self.max_age = max_age
+        self.min_hits = min_hits
+        self.velocity_momentum = float(velocity_momentum)
+        self.motion = bool(motion)
+        self._tracks: list[_Track] = []
+        self._next_id = 1
+
+    @property
+    def num_tracks(self) -> int:
+        """Live tracks (matched recently enough not to be dropped)."""
+        return len(self._tracks)
+
+    @property
+    def num_started(self) -> int:
+        """Tracks started so far."""
+        return self._next_id - 1
+
+    def update(self, boxes: Sequence[Box | Sequence[float]]) -> list[TrackedBox]:
+        """Feed the detections of the next frame; returns one :class:`TrackedBox` per box, in order."""
+        boxes = [b if isinstance(b, Box) else Box(*(float(v) for v in b)) for b in boxes]
+        detections = np.array([b[:4] for b in boxes], np.float64).reshape(-1, 4)
+        assigned = self._associate(detections)
+        results: list[TrackedBox | None] = [None] * len(boxes)
+        matched_tracks = set()
+        for det, track in assigned.items():
+            self._continue(track, detections[det])
+            matched_tracks.add(id(track))
+            results[det] = TrackedBox(boxes[det], track.track_id, track.hits, track.confirmed)
+        for track in self._tracks:
+            if id(track) not in matched_tracks:
+                track.misses += 1
+        self._tracks = [t for t in self._tracks if t.misses <= self.max_age]
+        for det, box in enumerate(boxes):
+            if results[det] is None:
+                track = self._start(detections[det])
+                results[det] = TrackedBox(box, track.track_id, track.hits, track.confirmed)
+        return results  # type: ignore[return-value]
+
+    def reset(self) -> None:
+        """Forget all tracks (ids keep counting up, so old ids are never reused)."""
+        self._tracks = []
+
+    # -- steps -------------------------------------------------------------------------------
+    def _associate(self, detections: np.ndarray) -> dict[int, _Track]:
+        if not self._tracks or not len(detections):
+            return {}
+        predicted = np.stack([t.predicted() for t in self._tracks])
+        iou = box_iou(predicted, detections)
+        pairs = sorted(
+            ((iou[t, d], t, d) for t, d in zip(*np.nonzero(iou >= self.iou_threshold))),
+            key=lambda p: (-p[0], p[1], p[2]),
+        )
+        used_tracks: set[int] = set()
+        assigned: dict[int, _Track] = {}
+        for _, t, d in pairs:
+            if t in used_tracks or d in assigned:
+                continue
+            used_tracks.add(t)
+            assigned[int(d)] = self._tracks[t]
+        return assigned
+
+    def _continue(self, track: _Track, box: np.ndarray) -> None:
+        if self.motion:
+            step = (_centre(box) - _centre(track.box)) / (track.misses + 1)
+            m = self.velocity_momentum
+            track.velocity = step if track.hits == 1 else m * track.velocity + (1 - m) * step
+        track.box = box.copy()
+        track.hits += 1
+        track.misses = 0
+        track.confirmed = track.confirmed or track.hits >= self.min_hits
+
+    def _start(self, box: np.ndarray) -> _Track:
+        track = _Track(self._next_id, box.copy(), np.zeros(2), confirmed=self.min_hits <= 1)
+        self._next_id += 1
+        self._tracks.append(track)
+        return track
+
+    def __repr__(self) -> str:
+        return (
+            f"IouTracker(iou_threshold={self.iou_threshold}, max_age={self.max_age}, min_hits={self.min_hits}, "
+            f"{self.num_tracks} live tracks)"
+        )
+
+
+def _centre(box: np.ndarray) -> np.ndarray:
+    return np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
