@@ -58,12 +58,16 @@ def calibrate(
     ``holdout_dir`` defaults to ``crops_dir``; the crops calibration used are always left out
     of the gate's selection.
     """
+    from dslnet_edge.backends import read_onnx_spec
+
     out = Path(out)
+    read_onnx_spec(fp32_onnx)  # a missing or unusable model is the first thing to hear about
     holdout = Path(holdout_dir) if holdout_dir is not None else Path(crops_dir)
     if holdout_dir is None and len(list_images(crops_dir)) <= config.num_images:
         raise CalibrationError(
             f"all {len(list_images(crops_dir))} images of {crops_dir} go into calibration (--num-images "
-            f"{config.num_images}), none would be left for the accuracy gate; pass --holdout DIR or a smaller --num-images"
+            f"{config.num_images}), none would be left for the accuracy gate; pass a held-out folder "
+            "(--holdout; --crops for export.build_engine) or a smaller --num-images"
         )
     with _staged_qdq(fp32_onnx, crops_dir, out, config, log=log) as (tmp, quantized):
         if log:
