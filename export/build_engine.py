@@ -189,6 +189,7 @@ class PreparedOnnx:
     plugin: PluginChoice
     artefacts: dict[str, str]
     parity: dict[str, Any]
+    int8_gate: dict[str, Any] | None = None  # calibration's accuracy gate (JSON), copied into the sidecar
 
 
 def prepare_onnx(config: EngineBuildConfig, support, *, log=print) -> PreparedOnnx:
@@ -296,14 +297,8 @@ def _prepare_int8(config: EngineBuildConfig, support, *, log) -> PreparedOnnx:
     from export.precision import INT8_SANITY_TOLERANCES
 
     plugin = decide_css_plugin(config.css_plugin, support, have_model=False, has_css=False, precision="int8")
-    qdq = config.qdq_onnx if config.qdq_onnx is not None else _calibrate(config)
-    proto = load_onnx(qdq)
-    ops = {n.op_type for n in proto.graph.node}
-    if not {"QuantizeLinear", "DequantizeLinear"} <= ops:
-        raise ExportError(f"{qdq} has no QuantizeLinear/DequantizeLinear nodes; it is not a Q/DQ (INT8) ONNX")
-    spec = spec_from_onnx(proto)
-    artefacts = {"int8": str(qdq)}
     reference = None
+    artefacts: dict[str, str] = {}
     if config.checkpoint is not None or config.onnx is not None:
         paths = artefact_paths(config.out)
         if config.checkpoint is not None:
@@ -314,6 +309,17 @@ def _prepare_int8(config: EngineBuildConfig, support, *, log) -> PreparedOnnx:
             _validated_onnx(config.onnx)
             reference = config.onnx
         artefacts["plain"] = str(reference)
+    if config.qdq_onnx is not None:
+        qdq, gate = config.qdq_onnx, _saved_gate(config.qdq_onnx)
+    else:
+        qdq, gate = _calibrate(config, reference, log=log)
+    proto = load_onnx(qdq)
+    ops = {n.op_type for n in proto.graph.node}
+    if not {"QuantizeLinear", "DequantizeLinear"} <= ops:
+        raise ExportError(f"{qdq} has no QuantizeLinear/DequantizeLinear nodes; it is not a Q/DQ (INT8) ONNX")
+    spec = spec_from_onnx(proto)
+    artefacts["int8"] = str(qdq)
+    if reference is not None:
         from export.parity import check_parity
 
         report = check_parity({"fp32": _ort_runner(reference), "int8": _ort_runner(qdq)}, spec,
@@ -324,11 +330,31 @@ def _prepare_int8(config: EngineBuildConfig, support, *, log) -> PreparedOnnx:
             raise ParityError(f"{qdq}: {report.summary()}")
     else:
         log("note: no --checkpoint/--onnx given: the Q/DQ ONNX is not compared with an FP32 reference")
-    return PreparedOnnx(Path(qdq), Path(qdq), reference, "int8", spec.replace(precision="int8"), plugin, artefacts, {})
+    if gate is None:
+        log(f"note: {qdq} has no INT8 accuracy gate result beside it (python -m calibration writes one); "
+            "the sidecar records none")
+    return PreparedOnnx(Path(qdq), Path(qdq), reference, "int8", spec.replace(precision="int8"), plugin, artefacts, {},
+                        int8_gate=gate)
 
 
-def _calibrate(config: EngineBuildConfig) -> Path:
-    """Q/DQ ONNX from ``calibration/`` (its ``quantize_onnx(fp32_onnx, crops_dir, out)``)."""
+def _saved_gate(qdq: Path) -> dict[str, Any] | None:
+    """The gate result ``python -m calibration`` saved beside a user's Q/DQ ONNX, if it judged this very file."""
+    try:
+        from calibration import read_gate
+    except ImportError:
+        return None
+    result = read_gate(qdq)
+    if result is not None and not result.passed:
+        raise ExportError(f"{qdq} failed its INT8 accuracy gate: {result.summary()}")
+    return None if result is None else result.to_dict()
+
+
+def _calibrate(config: EngineBuildConfig, reference: Path, *, log) -> tuple[Path, dict[str, Any] | None]:
+    """Q/DQ ONNX from ``calibration/``: calibrated on ``--calibration-dir``, gated on held-out crops.
+
+    The gate judges on ``--crops`` when given, else on the calibration folder's images that
+    calibration did not use; a failed gate raises (one line with the numbers) and nothing is built.
+    """
     try:
         import calibration
     except ImportError:
@@ -342,9 +368,13 @@ def _calibrate(config: EngineBuildConfig) -> Path:
     if not config.calibration_dir.is_dir():
         raise ExportError(f"calibration folder {config.calibration_dir} does not exist")
     paths = artefact_paths(config.out)
-    model = load_export_model(config.checkpoint) if config.checkpoint is not None else None
-    plain = export_checked(model, OnnxExportConfig(checkpoint=config.checkpoint, out=paths["plain"])) if model else config.onnx
-    return Path(quantize(plain, config.calibration_dir, paths["plain"].with_name(paths["plain"].stem + ".int8.onnx")))
+    out = paths["plain"].with_name(paths["plain"].stem + ".int8.onnx")
+    calibrate = getattr(calibration, "calibrate", None)
+    if calibrate is None:  # a calibration package with the bare hook only
+        return Path(quantize(reference, config.calibration_dir, out)), None
+    result = calibrate(reference, config.calibration_dir, out, holdout_dir=config.crops_dir, log=log)
+    log(result.gate.format())
+    return result.path, result.gate.to_dict()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -480,6 +510,7 @@ def sidecar_dict(config, prepared: PreparedOnnx, onnx_path: Path, gpu, facts: di
         "intermediates": {k: os.path.relpath(v, config.out.parent) for k, v in prepared.artefacts.items()},
         "workspace_bytes": facts["workspace_bytes"],
         "verification": verification,
+        "int8_gate": prepared.int8_gate,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 
