@@ -163,7 +163,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def add_detector_arguments(parser: argparse.ArgumentParser, *, per_feed: bool = False) -> None:
     """Detector and tracker options; ``per_feed``: ``--detector`` may repeat, once per ``--video``."""
     g = parser.add_argument_group("detection and tracking")
-    what = "'hog' (OpenCV's HOG people detector) or 'boxes:FILE' (per-frame boxes, JSON or MOTChallenge)"
+    what = (
+        "'hog' (OpenCV's HOG people detector), 'hog:min_person_height=192,win_stride=4' (HOG with those settings) "
+        "or 'boxes:FILE' (per-frame boxes, JSON or MOTChallenge)"
+    )
     if per_feed:
         g.add_argument("--detector", action="append", help=what + "; once for all feeds or once per --video (default hog)")
     else:

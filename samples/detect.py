@@ -403,12 +403,36 @@ def _read_boxes_mot(path: Path) -> dict[int, list[tuple[float, ...]]]:
 
 # ---------------------------------------------------------------------------------------------
 def make_detector(spec: str = "hog", *, hog: HogConfig | None = None) -> Detector:
-    """A detector from a command-line spec: ``"hog"`` or ``"boxes:PATH"``."""
-    if spec == "hog":
-        return HogDetector(hog)
+    """A detector from a command-line spec.
+
+    * ``"hog"``: :class:`HogDetector` with ``hog`` (default :class:`HogConfig`);
+    * ``"hog:min_person_height=192,win_stride=4"``: the same with those :class:`HogConfig` fields
+      replaced (per camera, in ``multi_camera``);
+    * ``"boxes:PATH"``: :class:`BoxesDetector`.
+    """
+    if spec == "hog" or spec.startswith("hog:"):
+        config = hog or HogConfig()
+        if spec.startswith("hog:"):
+            config = dataclasses.replace(config, **_hog_overrides(spec[len("hog:") :]))
+        return HogDetector(config)
     if spec.startswith("boxes:"):
         path = spec[len("boxes:") :]
         if not path:
             raise DetectorError("--detector boxes: needs a file, e.g. --detector boxes:boxes.json")
         return BoxesDetector(path)
-    raise DetectorError(f"unknown detector {spec!r}; use 'hog' or 'boxes:FILE' (JSON or MOTChallenge boxes per frame)")
+    raise DetectorError(f"unknown detector {spec!r}; use 'hog', 'hog:FIELD=VALUE,...' or 'boxes:FILE' (JSON or MOTChallenge boxes per frame)")
+
+
+def _hog_overrides(text: str) -> dict:
+    fields = {f.name: f.type for f in dataclasses.fields(HogConfig)}
+    out: dict = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in fields:
+            raise DetectorError(f"--detector hog:{text}: {item!r} is not FIELD=VALUE with FIELD one of {sorted(fields)}")
+        try:
+            out[key] = int(value) if fields[key] == "int" else (None if value.strip().lower() == "none" else float(value))
+        except ValueError:
+            raise DetectorError(f"--detector hog:{text}: {key} needs a number, got {value!r}") from None
+    return out

@@ -262,6 +262,8 @@ def annotate(frame: np.ndarray, result: FrameResult, *, credit: str | None = Non
     out = frame.copy()
     scale = max(0.4, min(1.0, out.shape[0] / 720))
     thick = 1 if scale < 0.7 else 2
+    # the header first, so a label of a box at the top edge is drawn over it, not hidden under it
+    _text(out, f"{result.camera}  frame {result.frame_index}  {result.time:.1f}s", (0, 0), scale, thick, (255, 255, 255))
     for record in result.detections:
         x1, y1, x2, y2 = record.box.as_int()
         if record.status == "tentative":
@@ -270,7 +272,6 @@ def annotate(frame: np.ndarray, result: FrameResult, *, credit: str | None = Non
         colour = identity_colour(record.identity)
         cv2.rectangle(out, (x1, y1), (x2 - 1, y2 - 1), colour, 2)
         _text(out, _label(record), (x1, max(y1, 0)), scale, thick, colour)
-    _text(out, f"{result.camera}  frame {result.frame_index}  {result.time:.1f}s", (0, 0), scale, thick, (255, 255, 255))
     if credit:
         _text(out, credit, (0, out.shape[0]), 0.8 * scale, 1, (255, 255, 255), bottom=True)
     return out

@@ -234,7 +234,22 @@ def test_boxes_file_errors(tmp_path, name, content, match):
     assert str(path) in str(info.value)
 
 
-@pytest.mark.parametrize("spec, match", [("yolo", "unknown detector 'yolo'"), ("boxes:", "needs a file")])
+def test_make_detector_hog_overrides():
+    det = make_detector("hog:min_person_height=192, win_stride=4,nms_containment=none", hog=HogConfig(min_score=0.5))
+    assert det.config == HogConfig(min_person_height=192, win_stride=4, nms_containment=None, min_score=0.5)
+
+
+@pytest.mark.parametrize(
+    "spec, match",
+    [
+        ("yolo", "unknown detector 'yolo'"),
+        ("boxes:", "needs a file"),
+        ("hog:size=3", "'size=3' is not FIELD=VALUE"),
+        ("hog:win_stride", "is not FIELD=VALUE"),
+        ("hog:win_stride=fast", "win_stride needs a number"),
+        ("hog:min_person_height=10", "min_person_height must be"),
+    ],
+)
 def test_make_detector_errors(spec, match):
     with pytest.raises(DetectorError, match=match):
         make_detector(spec)
