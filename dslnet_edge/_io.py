@@ -5,7 +5,7 @@ reports) goes through :func:`atomic_write`: the data is written to a temporary f
 destination folder, flushed to disk, then moved over the destination with ``os.replace``
 (atomic on POSIX and Windows). Standard library only.
 
-Temporary files are named ``.<name>.<pid>.<random>.tmp``. A writer killed mid-save (``kill -9``,
+Temporary files are named ``.<name>.<pid>.<random>.tmp[<suffix>]``. A writer killed mid-save (``kill -9``,
 power loss) cannot remove its own; the next write to the same destination removes those whose
 process is gone, so they never pile up.
 """
@@ -22,10 +22,12 @@ __all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text"]
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_write(path: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success move it over ``path``.
 
     The caller writes the temporary file itself (any library that takes a path works).
+    ``suffix`` is appended to the temporary's name, for writers that pick the format from the
+    file name (OpenCV's video writer: ``suffix=".mp4"``).
     On an exception the temporary file is removed and ``path`` is left as it was. The new
     file keeps the permissions of the file it replaces, or gets the usual ``0666 & ~umask``.
     """
@@ -34,7 +36,7 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
         raise IsADirectoryError(f"{path} is a directory; expected a file path")
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_orphaned_temporaries(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -70,11 +72,11 @@ def _target_mode(path: Path) -> int:
 
 
 def _remove_orphaned_temporaries(path: Path) -> None:
-    """Delete ``.<name>.<pid>.*.tmp`` files next to ``path`` whose writing process has died."""
+    """Delete ``.<name>.<pid>.*.tmp*`` files next to ``path`` whose writing process has died."""
     if os.name != "posix":  # os.kill(pid, 0) is a liveness probe only on POSIX
         return
     prefix = f".{path.name}."
-    for candidate in path.parent.glob(f"{_glob_escape(prefix)}*.tmp"):
+    for candidate in path.parent.glob(f"{_glob_escape(prefix)}*.tmp*"):
         pid_text = candidate.name[len(prefix) :].split(".", 1)[0]
         if not pid_text.isdigit() or _process_alive(int(pid_text)):
             continue

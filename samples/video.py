@@ -162,47 +162,11 @@ def atomic_video_writer(path: str | os.PathLike, fps: float, size: tuple[int, in
     """
     path = check_video_destination(path)
     fourcc = VIDEO_SUFFIXES[path.suffix.lower()]
-    _remove_orphaned_video_temporaries(path)
-    with atomic_write(path) as tmp:
-        # atomic_write's temporary ends in ".tmp", from which FFmpeg cannot tell the container:
-        # write beside it under the real suffix, then move the finished video onto it.
-        video_tmp = tmp.with_name(tmp.name + path.suffix)
-        writer = cv2.VideoWriter(str(video_tmp), cv2.VideoWriter_fourcc(*fourcc), float(fps), (int(size[0]), int(size[1])))
+    with atomic_write(path, suffix=path.suffix) as tmp:  # FFmpeg picks the container from the suffix
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), float(fps), (int(size[0]), int(size[1])))
         try:
             if not writer.isOpened():
                 raise VideoError(f"OpenCV cannot write a {fourcc} video to {path} (this OpenCV build lacks the encoder?)")
             yield VideoSink(writer, (int(size[0]), int(size[1])), path)
-            writer.release()
-            os.replace(video_tmp, tmp)
         finally:
             writer.release()
-            with contextlib.suppress(FileNotFoundError):
-                video_tmp.unlink()
-
-
-def _remove_orphaned_video_temporaries(path: Path) -> None:
-    """Remove ``.<name>.<pid>.*.tmp<suffix>`` files left by killed writers (their pid is gone)."""
-    if os.name != "posix":
-        return
-    prefix = f".{path.name}."
-    for candidate in path.parent.glob(f".{glob_escape(path.name)}.*.tmp{glob_escape(path.suffix)}"):
-        pid_text = candidate.name[len(prefix) :].split(".", 1)[0]
-        if pid_text.isdigit() and not _alive(int(pid_text)):
-            with contextlib.suppress(OSError):
-                candidate.unlink()
-
-
-def glob_escape(text: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # exists but not ours, or cannot tell
-        return True
-    return True

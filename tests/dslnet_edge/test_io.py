@@ -68,3 +68,11 @@ def test_temporaries_of_killed_writers_are_removed_by_the_next_write(tmp_path):
     atomic_write_bytes(path, b"complete")
     assert path.read_bytes() == b"complete"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["gallery.db", live.name])
+
+
+def test_suffix_is_kept_on_the_temporary_for_writers_that_read_the_extension(tmp_path):
+    path = tmp_path / "annotated.mp4"
+    with atomic_write(path, suffix=".mp4") as tmp:
+        assert tmp.name.endswith(".tmp.mp4") and tmp.parent == tmp_path
+        tmp.write_bytes(b"frames")
+    assert path.read_bytes() == b"frames"
