@@ -60,7 +60,8 @@ def backend_for_path(path: str | os.PathLike) -> str:
     if suffix not in SUFFIXES:
         raise ValueError(
             f"cannot tell which backend runs {path}: unknown suffix {suffix or '(none)'!r}; expected one of "
-            f"{sorted(SUFFIXES)} or pass backend= one of {sorted(BACKENDS)}"
+            f"{sorted(SUFFIXES)} (.engine/.plan: TensorRT, .onnx: ONNX Runtime, .pt: PyTorch checkpoint); "
+            f"from Python, Engine(path, backend=...) with one of {sorted(BACKENDS)} overrides the suffix"
         )
     return SUFFIXES[suffix]
 
