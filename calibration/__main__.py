@@ -61,10 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-cache", action="store_true", help="ignore and do not write the activation-range cache")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0, help="crop sampling seed (default 0)")
-    parser.add_argument("--min-mean-cosine", type=float, default=None, help="gate: mean cosine INT8 vs FP32 (default 0.98)")
-    parser.add_argument("--min-cosine", type=float, default=None, help="gate: worst single-crop cosine (default 0.90)")
+    parser.add_argument("--min-mean-cosine", type=float, default=None, help="gate: mean cosine INT8 vs FP32 (default 0.95)")
+    parser.add_argument("--min-cosine", type=float, default=None, help="gate: worst single-crop cosine (default 0.80)")
     parser.add_argument("--max-rank1-drop", type=float, default=None, metavar="POINTS", help="gate: Rank-1 loss (default 2)")
-    parser.add_argument("--max-map-drop", type=float, default=None, metavar="POINTS", help="gate: mAP loss (default 3)")
+    parser.add_argument("--max-map-drop", type=float, default=None, metavar="POINTS", help="gate: mAP loss (default 2)")
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads for the gate (default: all cores)")
     return parser
 

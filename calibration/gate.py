@@ -15,6 +15,32 @@ Rank-1 on Q queries moves in steps of 1/Q, and one query whose match slips moves
 a gate must not fail because of one coin-flip query. Judge on enough crops (the default 256
 held-out crops give about 64 queries, a 1.6-point step) for the 2-point bound to bind.
 
+Default thresholds, from measurement (``benchmarks/bench_int8.py --ablation --methods``, ONNX
+Runtime CPU, CUHK03 crops: calibration on ``bounding_box_train``, the gate on 256 held-out
+query/gallery crops = 128 queries; cosine of INT8 vs FP32 embeddings, retrieval FP32 -> INT8):
+
+=====================================================  ===========  ==========  ============  ============
+model and Q/DQ variant                                 cos mean     cos min     Rank-1        mAP
+=====================================================  ===========  ==========  ============  ============
+OMZ 0267 (trained OSNet-type, 256x128), default        0.975        0.908       88.3 -> 91.4  88.0 -> 88.1
+OMZ 0267, entropy / percentile calibration             0.977/0.972  0.916/0.903 -> 90.6/91.4  -> 87.5/87.8
+OMZ 0267, wide op types (Add, Mul, Relu, pools)        0.970        0.884       88.3 -> 90.6  88.0 -> 86.5
+DSLNet (CUHK03 epoch 5, 128x64), default               0.9928       0.901       21.9 -> 24.2  28.3 -> 28.5
+DSLNet epoch 5, CSS heads in INT8 too                  0.9928       0.869       21.9 -> 22.7  28.3 -> 28.1
+DSLNet epoch 5, entropy / percentile calibration       0.990/0.997  0.696/0.969 -> 23.4/21.1  -> 28.7/28.4
+DSLNet (epoch 3; 62 queries), CSS heads in INT8 too    0.978        **0.254**   29.0 -> 32.3  29.7 -> 30.1
+DSLNet epoch 3, per-tensor weights                     0.989        **0.643**   29.0 -> 29.0  29.7 -> 29.5
+=====================================================  ===========  ==========  ============  ============
+
+A trained network kept its retrieval accuracy at a mean cosine of 0.972-0.977, so a 0.98
+mean-cosine bound would reject models that lost nothing: the **retrieval drops** (Rank-1 and
+mAP, 2 points each) are the real criteria, and the cosine bounds (**mean >= 0.95, every crop
+>= 0.80**) catch what retrieval on a few hundred crops can miss -- the broken variants above
+moved single crops to 0.25-0.70 while their Rank-1 happened to hold; scales off by 100x give
+mean cosines below 0.9 (``tests/calibration/test_gate.py``). Without identity names only the
+cosine bounds apply. The DSLNet rows come from early, partly trained checkpoints (the demo
+weights were still training); rerun the bench on the final weights.
+
 The result is a validated :class:`GateResult`, saved as JSON beside the Q/DQ ONNX
 (``<stem>.gate.json``); ``export.build_engine`` copies it into the engine sidecar as
 ``"int8_gate"``. :class:`GateFailure` carries it when the gate fails.
@@ -56,7 +82,7 @@ _GALLERY_DIRS = ("bounding_box_test", "gallery")
 
 @dataclasses.dataclass(frozen=True)
 class GateThresholds:
-    """How much INT8 may differ from FP32 (see :data:`DEFAULTS_MEASURED` for where the numbers come from).
+    """How much INT8 may differ from FP32 (the defaults are justified by the measurements in the module docstring).
 
     Attributes:
         min_mean_cosine: smallest allowed mean cosine(INT8, FP32) over the held-out crops.
@@ -67,10 +93,10 @@ class GateThresholds:
             than one query either.
     """
 
-    min_mean_cosine: float = 0.98
-    min_cosine: float | None = 0.90
+    min_mean_cosine: float = 0.95
+    min_cosine: float | None = 0.80
     max_rank1_drop: float = 0.02
-    max_map_drop: float | None = 0.03
+    max_map_drop: float | None = 0.02
 
     def __post_init__(self) -> None:
         for name in ("min_mean_cosine", "min_cosine"):
@@ -225,10 +251,6 @@ class GateResult:
         """Write the result as JSON, atomically."""
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
         return Path(path)
-
-
-#: Where the default thresholds come from (benchmarks/bench_int8.py; numbers in the module notes).
-DEFAULTS_MEASURED = GateThresholds()
 
 
 def gate_path_for(int8_onnx: str | os.PathLike) -> Path:
