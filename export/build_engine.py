@@ -355,23 +355,12 @@ def _calibrate(config: EngineBuildConfig, reference: Path, *, log) -> tuple[Path
     The gate judges on ``--crops`` when given, else on the calibration folder's images that
     calibration did not use; a failed gate raises (one line with the numbers) and nothing is built.
     """
-    try:
-        import calibration
-    except ImportError:
-        calibration = None
-    quantize = getattr(calibration, "quantize_onnx", None)
-    if quantize is None:
-        raise ExportError(
-            "--calibration-dir needs the calibration package (calibration.quantize_onnx), which is not available "
-            "here; make the Q/DQ ONNX with calibration/ and pass --qdq-onnx PATH"
-        )
+    from calibration import calibrate
+
     if not config.calibration_dir.is_dir():
         raise ExportError(f"calibration folder {config.calibration_dir} does not exist")
     paths = artefact_paths(config.out)
     out = paths["plain"].with_name(paths["plain"].stem + ".int8.onnx")
-    calibrate = getattr(calibration, "calibrate", None)
-    if calibrate is None:  # a calibration package with the bare hook only
-        return Path(quantize(reference, config.calibration_dir, out)), None
     result = calibrate(reference, config.calibration_dir, out, holdout_dir=config.crops_dir, log=log)
     log(result.gate.format())
     return result.path, result.gate.to_dict()

@@ -203,20 +203,6 @@ def test_errors_are_one_line(argv, status, message, checkpoint, onnx_path, tmp_p
     assert not (tmp_path / "m.engine").exists()
 
 
-def _has_calibration() -> bool:
-    try:
-        import calibration
-    except ImportError:
-        return False
-    return hasattr(calibration, "quantize_onnx")
-
-
-@pytest.mark.skipif(_has_calibration(), reason="calibration.quantize_onnx exists: --calibration-dir calibrates")
-def test_calibration_dir_without_the_calibration_package(tmp_path, capsys):
-    assert main(["--int8", "--calibration-dir", str(tmp_path), "--out", str(tmp_path / "m.engine")]) == 1
-    assert "--calibration-dir needs the calibration package" in _one_line(capsys)
-
-
 def test_onnx_with_plugin_nodes_is_refused(plugin_proto, tmp_path, capsys):
     path = tmp_path / "p.onnx"
     onnx.save(plugin_proto, path)
