@@ -51,6 +51,16 @@ def test_absent_demo_weights(capsys, tmp_path):
     assert "demo weights" in _one_line_error(capsys)
 
 
+@pytest.mark.skipif(not DEMO_CHECKPOINT.exists(), reason=f"the demo weights {DEMO_CHECKPOINT} are not there")
+def test_default_exports_the_demo_weights(capsys, tmp_path):
+    out = tmp_path / "demo.onnx"
+    assert main(["--out", str(out), "--num-random", "1", "--num-crops", "0"]) == 0
+    assert "PASSED" in capsys.readouterr().out
+    from dslnet_edge.model.checkpoint import load_model
+
+    assert spec_from_onnx(out) == load_model(DEMO_CHECKPOINT).spec
+
+
 def test_no_traceback_through_python_m():
     result = subprocess.run([sys.executable, "-m", "export.onnx", "--checkpoint", "/nonexistent/x.pt"],
                             capture_output=True, text=True)
