@@ -16,6 +16,7 @@ from dslnet_edge.threshold import (
     ThresholdCalibration,
     calibrate_threshold,
     main,
+    nearest_similarities,
     pair_similarities,
     read_labelled_crops,
 )
@@ -92,6 +93,27 @@ def test_pair_similarities_counts_each_pair_once_and_respects_cameras():
     assert len(capped) == 1
 
 
+def test_nearest_similarities_by_hand():
+    s = 2**-0.5
+    feats = np.array([[1, 0], [s, s], [0, 1], [1, 0]], np.float32)
+    ids, cams = ["a", "a", "b", "c"], ["c1", "c2", "c2", "c2"]
+    best_same, best_diff = nearest_similarities(feats, ids, cams)
+    # crop 0 (c1) sees the c2 crops 1 (same), 2 and 3 (different); crop 1 (c2) sees only crop 0 (same,
+    # no different crop: left out); crops 2 and 3 see only crop 0 (different, no same: left out)
+    np.testing.assert_allclose(best_same, [s], atol=1e-6)
+    np.testing.assert_allclose(best_diff, [1.0], atol=1e-6)  # the stranger crop 3 is closer than its own view
+    any_same, any_diff = nearest_similarities(feats, ids, cams, cross_camera=False)
+    np.testing.assert_allclose(any_same, [s, s], atol=1e-6)  # crops 0 and 1; b and c have no second crop
+    np.testing.assert_allclose(any_diff, [1.0, s], atol=1e-6)
+
+
+def test_nearest_calibration_is_reported_as_such():
+    result = calibrate_threshold([0.8, 0.9, 0.7], [0.1, 0.3, 0.2], scores="nearest")
+    assert result.scores == "nearest" and "nearest same-person crop" in result.summary()
+    with pytest.raises(ValueError, match="scores must be one of"):
+        calibrate_threshold([0.8], [0.1], scores="triplets")
+
+
 def _write_crops(folder, rng, layout):
     """Two cameras x 4 identities; each identity's crops are noisy copies of one base image."""
     folder.mkdir()
@@ -127,7 +149,9 @@ def test_cli_calibrates_on_a_folder(tmp_path, rng, capsys):
     model = tiny_embedding_onnx(tmp_path / "tiny.onnx", InputSpec(height=32, width=16, feature_dim=64))
     assert main(["--data-root", str(tmp_path / "crops"), "--model", str(model)]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("threshold ") and "100.0% of same-person pairs" in out
+    assert out.startswith("threshold ") and "(balanced, nearest): 100.0% of crops reach" in out and "from 16 crops" in out
+    assert main(["--data-root", str(tmp_path / "crops"), "--model", str(model), "--scores", "pairs"]) == 0
+    assert "100.0% of same-person pairs" in capsys.readouterr().out
     assert main(["--data-root", str(tmp_path / "crops"), "--model", str(model), "--json", "--method", "far"]) == 0
     assert '"method": "far"' in capsys.readouterr().out
 
