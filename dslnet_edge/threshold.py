@@ -209,11 +209,8 @@ def pair_similarities(
     i, j = np.triu_indices(len(ids), k=1)
     sims = (feats @ feats.T)[i, j]
     same = ids[i] == ids[j]
-    if cross_camera and cameras is not None and all(c is not None for c in cameras):
-        cams = np.asarray(cameras, dtype=object)
-        same_mask = same & (cams[i] != cams[j])
-    else:
-        same_mask = same
+    cams = _known_cameras(cameras, cross_camera)
+    same_mask = same if cams is None else same & (cams[i] != cams[j])
     rng = np.random.default_rng(seed)
     return _cap(sims[same_mask], max_pairs, rng), _cap(sims[~same], max_pairs, rng)
 
@@ -236,14 +233,19 @@ def nearest_similarities(
     sims = feats @ feats.T
     np.fill_diagonal(sims, -np.inf)
     same = ids[:, None] == ids[None, :]
-    visible = np.ones_like(same)
-    if cross_camera and cameras is not None and all(c is not None for c in cameras):
-        cams = np.asarray(cameras, dtype=object)
-        visible = cams[:, None] != cams[None, :]
+    cams = _known_cameras(cameras, cross_camera)
+    visible = np.ones_like(same) if cams is None else cams[:, None] != cams[None, :]
     best_same = np.where(same & visible, sims, -np.inf).max(axis=1)
     best_diff = np.where(~same & visible, sims, -np.inf).max(axis=1)
     keep = np.isfinite(best_same) & np.isfinite(best_diff)
     return best_same[keep], best_diff[keep]
+
+
+def _known_cameras(cameras: Sequence[str | None] | None, cross_camera: bool) -> np.ndarray | None:
+    """The cameras as an array when same-person scores must cross cameras and every camera is known, else None."""
+    if cross_camera and cameras is not None and all(c is not None for c in cameras):
+        return np.asarray(cameras, dtype=object)
+    return None
 
 
 def _unit_rows(features: np.ndarray, identities: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
