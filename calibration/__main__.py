@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from pathlib import Path
 
 from calibration.errors import GateFailure
+from dslnet_edge._cli import parse_args_or_status, report_error
 
 GATE_FAILED = 3
 #: Errors a user can cause: bad paths/files/values (CalibrationError and ArtifactError are
@@ -101,7 +101,7 @@ def run(config: CliConfig, *, log=print):
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = _parse(parser, argv)
+    args = parse_args_or_status(parser, argv)
     if isinstance(args, int):
         return args
     try:
@@ -109,37 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     except GateFailure as exc:
         if exc.result is not None:
             print(exc.result.format())
-        print(f"error: {_one_line(exc)}", file=sys.stderr)
-        return GATE_FAILED
+        return report_error(exc, status=GATE_FAILED)
     except _EXPECTED as exc:
-        print(f"error: {_one_line(exc)}", file=sys.stderr)
-        return 1
+        return report_error(exc)
     return 0
-
-
-def _one_line(exc: BaseException) -> str:
-    text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-    return " ".join(str(text).split()) or type(exc).__name__
-
-
-class _ArgError(Exception):
-    pass
-
-
-def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace | int:
-    """argparse without its usage block: one line and status 2 for a bad argument (``--help`` still works)."""
-
-    def error(message: str):
-        print(f"error: {message} (see {parser.prog} --help)", file=sys.stderr)
-        raise _ArgError
-
-    parser.error = error  # type: ignore[method-assign]
-    try:
-        return parser.parse_args(argv)
-    except _ArgError:
-        return 2
-    except SystemExit as exc:  # --help
-        return int(exc.code or 0)
 
 
 if __name__ == "__main__":

@@ -561,9 +561,9 @@ def config_from_args(args) -> EngineBuildConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from export._cli import EXPECTED_ERRORS, parse_args_or_exit, report_error
+    from export._cli import EXPECTED_ERRORS, parse_args_or_status, report_error
 
-    args = parse_args_or_exit(build_parser(), argv)
+    args = parse_args_or_status(build_parser(), argv)
     if isinstance(args, int):
         return args
     try:

@@ -383,10 +383,10 @@ def build_parser():
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point: one clear line on stderr and a non-zero status on any expected error."""
-    from export._cli import EXPECTED_ERRORS, parse_args_or_exit, report_error
+    from export._cli import EXPECTED_ERRORS, parse_args_or_status, report_error
 
     parser = build_parser()
-    args = parse_args_or_exit(parser, argv)
+    args = parse_args_or_status(parser, argv)
     if isinstance(args, int):
         return args
     try:

@@ -106,7 +106,7 @@ def _sha256(path: str | os.PathLike) -> str:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    from export._cli import EXPECTED_ERRORS, parse_args_or_exit, report_error
+    from export._cli import EXPECTED_ERRORS, parse_args_or_status, report_error
 
     parser = argparse.ArgumentParser(prog="python -m export.release", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path, required=True, help="training checkpoint (best.pt)")
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--terms", default="", help="licence/usage terms recorded in the model card")
     parser.add_argument("--metrics", type=Path, default=None, help="evaluation results JSON to record in the card")
     parser.add_argument("--crops", type=Path, default=None, help="person crops for the export parity check")
-    args = parse_args_or_exit(parser, argv)
+    args = parse_args_or_status(parser, argv)
     if isinstance(args, int):
         return args
     try:

@@ -1,13 +1,12 @@
-"""What the sample CLIs share: argparse errors and expected failures become ONE line on stderr.
-
-(The export package has the same helper; samples import only ``dslnet_edge``, so they keep their own.)
+"""What the sample CLIs share: argparse errors and expected failures become ONE line on stderr
+(the helpers of :mod:`dslnet_edge._cli`), and quiet native video logs.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
+
+from dslnet_edge._cli import one_line, parse_args_or_status, report_error
 
 __all__ = ["EXPECTED_ERRORS", "parse_args_or_status", "report_error", "one_line", "quiet_native_logs"]
 
@@ -15,42 +14,6 @@ __all__ = ["EXPECTED_ERRORS", "parse_args_or_status", "report_error", "one_line"
 #: subclass them: GalleryError, ArtifactError, DetectorError, VideoError), a model the backend
 #: refuses (RuntimeError: BackendError, ONNX Runtime failures), a missing optional package.
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, RuntimeError, ImportError, KeyError)
-
-
-class _ArgError(Exception):
-    pass
-
-
-def parse_args_or_status(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace | int:
-    """``parser.parse_args`` that returns an exit status instead of raising ``SystemExit``.
-
-    argparse prints a usage block before its error; a sample prints the one line only (and the
-    ``--help`` hint). ``--help`` itself still prints the help and returns 0.
-    """
-
-    def error(message: str):
-        print(f"error: {message} (see {parser.prog} --help)", file=sys.stderr)
-        raise _ArgError
-
-    parser.error = error  # type: ignore[method-assign]
-    try:
-        return parser.parse_args(argv)
-    except _ArgError:
-        return 2
-    except SystemExit as exc:  # --help
-        return int(exc.code or 0)
-
-
-def one_line(exc: BaseException) -> str:
-    """The exception's message on one line (KeyError's quotes removed, whitespace collapsed)."""
-    text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-    text = " ".join(str(text).split())
-    return text or type(exc).__name__
-
-
-def report_error(exc: BaseException, *, status: int = 1) -> int:
-    print(f"error: {one_line(exc)}", file=sys.stderr)
-    return status
 
 
 def quiet_native_logs() -> None:
