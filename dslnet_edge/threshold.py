@@ -348,7 +348,9 @@ def calibrate_from_folders(config: CalibrationConfig) -> ThresholdCalibration:
     return calibrate_threshold(same, diff, method=config.method, target_far=config.target_far, scores=config.scores)
 
 
-def _parse_args(argv: Sequence[str] | None) -> tuple[CalibrationConfig, bool]:
+def _parse_args(argv: Sequence[str] | None) -> tuple[CalibrationConfig, bool] | int:
+    from dslnet_edge._cli import parse_args_or_status
+
     parser = argparse.ArgumentParser(prog="python -m dslnet_edge.threshold", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", action="append", required=True, type=Path, help="folder of labelled crops (repeatable)")
     parser.add_argument("--model", type=Path, default=None, help="model file (.onnx/.engine/.pt); default: bundled demo ONNX")
@@ -359,7 +361,9 @@ def _parse_args(argv: Sequence[str] | None) -> tuple[CalibrationConfig, bool]:
     parser.add_argument("--any-camera", action="store_true", help="also count same-camera pairs as same-person pairs")
     parser.add_argument("--max-per-identity", type=int, default=20, help="images used per identity and camera (0 = all)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    args = parser.parse_args(argv)
+    args = parse_args_or_status(parser, argv)
+    if isinstance(args, int):
+        return args
     config = CalibrationConfig(
         data_roots=tuple(args.data_root),
         model=args.model,
@@ -373,12 +377,16 @@ def _parse_args(argv: Sequence[str] | None) -> tuple[CalibrationConfig, bool]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from dslnet_edge._cli import report_error
+
     try:
-        config, as_json = _parse_args(argv)
+        parsed = _parse_args(argv)
+        if isinstance(parsed, int):  # a bad argument (one line printed) or --help
+            return parsed
+        config, as_json = parsed
         result = calibrate_from_folders(config)
     except (ValueError, OSError, RuntimeError) as exc:  # expected failures: one line, no traceback
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return report_error(exc)
     print(json.dumps(result.to_dict(), indent=2) if as_json else result.summary())
     return 0
 

@@ -179,3 +179,10 @@ def test_config_is_validated(tmp_path):
         CalibrationConfig(data_roots=())
     with pytest.raises(ValueError, match="--max-per-identity must be >= 1"):
         CalibrationConfig(data_roots=(tmp_path,), max_per_identity=0)
+
+
+@pytest.mark.parametrize("args", [["--data-root", "x", "--scores", "triplets"], ["--bogus"], []])
+def test_cli_bad_arguments_are_one_line(args, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "usage:" not in err
