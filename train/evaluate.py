@@ -22,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from dslnet_edge._cli import parse_args_or_status
 from dslnet_edge._io import atomic_write_bytes, atomic_write_text
 from dslnet_edge.metrics import RankResult, cosine_distance, evaluate_rank
 from dslnet_edge.preprocess import preprocess
@@ -382,7 +383,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-images", type=int, default=0, help="only the first N query and gallery images")
     parser.add_argument("--no-plots", action="store_true")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    args = parser.parse_args(argv)
+    args = parse_args_or_status(parser, argv)
+    if isinstance(args, int):  # a bad argument (one line printed) or --help
+        return args
     from dslnet_edge.model.checkpoint import CheckpointError
 
     cfg = EvalConfig(args.model, args.data_root, args.dataset, args.output, args.rerank, args.batch_size,

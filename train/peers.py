@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dslnet_edge._cli import parse_args_or_status
 from dslnet_edge.metrics import RankResult
 from dslnet_edge.spec import InputSpec
 from train.evaluate import Embedder, EvalSet, evaluate_sets, format_table, load_embedder, onnx_embedder
@@ -155,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--max-images", type=int, default=0)
     parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
+    args = parse_args_or_status(parser, argv)
+    if isinstance(args, int):  # a bad argument (one line printed) or --help
+        return args
     from dslnet_edge.model.checkpoint import CheckpointError
     from train.data import DatasetError
 

@@ -28,6 +28,8 @@ import os
 import sys
 from pathlib import Path
 
+from dslnet_edge._cli import parse_args_or_status
+
 __all__ = ["main", "build_parser", "config_from_args"]
 
 
@@ -113,7 +115,9 @@ def config_from_args(args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args_or_status(build_parser(), argv)
+    if isinstance(args, int):  # a bad argument (one line printed) or --help
+        return args
     # Expected failures -> one line. Imported lazily so --help stays fast.
     from dslnet_edge.model.checkpoint import CheckpointError
     from train.config import ConfigError

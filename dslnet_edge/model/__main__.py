@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from dslnet_edge._cli import parse_args_or_status
 from dslnet_edge.model.dslnet import ATTENTIONS, build_dslnet
 from dslnet_edge.spec import InputSpec
 
@@ -18,7 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=128)
     parser.add_argument("--num-classes", type=int, default=1000, help="classifier width (training only)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    args = parser.parse_args(argv)
+    args = parse_args_or_status(parser, argv)
+    if isinstance(args, int):  # a bad argument (one line printed) or --help
+        return args
     try:
         spec = InputSpec(height=args.height, width=args.width)
         model = build_dslnet(num_classes=args.num_classes, dense=not args.no_dense, attention=args.attention, spec=spec)
