@@ -34,6 +34,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from train.distill import DistillConfig
 from train.losses import LossConfig
 from train.transforms import AugmentConfig
 
@@ -47,6 +48,7 @@ __all__ = [
     "TrainConfig",
     "LossConfig",
     "AugmentConfig",
+    "DistillConfig",
     "RECIPES",
     "resolve_config",
     "parse_override",
@@ -76,6 +78,13 @@ class DataConfig:
     cache: str = "decoded"  # decoded | jpeg (see train.data.ImageCache)
     workers: int = -1  # data-loader processes; -1 = 0 on CPU (cores are for the model), 8 on CUDA
     max_identities: int = 0  # >0: train on the first N identities only (smoke runs)
+    # Market-layout folders read together as one training set (e.g. CUHK03's detected and
+    # hand-labelled boxes of the same images: ["bounding_box_train", "bounding_box_train_labeled"]).
+    train_dirs: tuple[str, ...] = ("bounding_box_train",)
+    # >0: hold out N training identities (spread over the identity list, seeded by run.seed) as the
+    # validation set - first camera as query, the others as gallery - and choose best.pt on it; the
+    # dataset's query/ and bounding_box_test/ are then never read.
+    val_identities: int = 0
     eval_max_images: int = 0  # >0: evaluate on the first N query and gallery images only (smoke runs)
     augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
 
@@ -85,6 +94,10 @@ class DataConfig:
                 raise ConfigError(f"data.{name} must be >= 1, got {getattr(self, name)}")
         if self.k < 2:
             raise ConfigError(f"data.k must be >= 2 (triplet mining needs two images per identity), got {self.k}")
+        if not self.train_dirs or not all(isinstance(d, str) and d for d in self.train_dirs):
+            raise ConfigError(f"data.train_dirs must list at least one folder name, got {self.train_dirs!r}")
+        if self.val_identities < 0:
+            raise ConfigError(f"data.val_identities must be >= 0, got {self.val_identities}")
         if self.cache not in ("decoded", "jpeg"):
             raise ConfigError(f"data.cache must be 'decoded' or 'jpeg', got {self.cache!r}")
 
@@ -97,6 +110,8 @@ class DataConfig:
 class ModelConfig:
     variant: str = "dslnet"  # see dslnet_edge.model.VARIANTS (Tables 4-5 ablations)
     aux_branch: bool = True
+    embedding_relu: bool = True  # False: no ReLU after the embedding's BN (signed embeddings, distillation)
+    bnneck: bool = False  # a training-only BN between the embedding and the classifiers
     init_from: str = ""  # checkpoint to take weights from (new input size allowed)
 
 
@@ -173,6 +188,7 @@ class TrainConfig:
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     schedule: ScheduleConfig = dataclasses.field(default_factory=ScheduleConfig)
     loss: LossConfig = dataclasses.field(default_factory=LossConfig)
+    distill: DistillConfig = dataclasses.field(default_factory=DistillConfig)
     run: RunConfig = dataclasses.field(default_factory=RunConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -194,6 +210,16 @@ RECIPES: dict[str, dict[str, Any]] = {
         "optim": {"name": "amsgrad", "lr": 0.0015, "freeze_backbone_epochs": 10},
         "schedule": {"epochs": 250, "name": "cosine"},
         "loss": {"triplet": "e_trihard", "triplet_start_epoch": 10, "alpha": 0.5, "beta": 0.8},
+    },
+    # Distillation from teacher models (give them with --teacher): signed embedding (no ReLU),
+    # BNNeck before the classifiers, label losses (CE + aux + E-TriHard) beside the teacher terms.
+    "distill": {
+        "model": {"embedding_relu": False, "bnneck": True},
+        "optim": {"name": "amsgrad", "lr": 0.0015, "freeze_backbone_epochs": 0},
+        "schedule": {"epochs": 40, "name": "cosine", "step": "iter", "warmup_epochs": 1},
+        "loss": {"triplet": "e_trihard", "triplet_start_epoch": 0, "alpha": 0.5, "beta": 0.8},
+        "distill": {"feature_weight": 5.0, "relational_weight": 1.0, "temperature": 0.1},
+        "run": {"amp": "bf16", "channels_last": True},
     },
 }
 
@@ -229,6 +255,11 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         if isinstance(value, (os.PathLike,)):
             return os.fspath(value)
         raise ConfigError(f"{key} must be a string, got {value!r}")
+    if origin is tuple and typing.get_args(annotation)[1:] == (Ellipsis,):
+        item = typing.get_args(annotation)[0]
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        return tuple(_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value))
     if origin is tuple:
         args = typing.get_args(annotation)
         if not isinstance(value, (list, tuple)) or len(value) != len(args):

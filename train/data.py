@@ -109,6 +109,34 @@ class ReidSplit:
             f"query {len(self.query)} / {ids(self.query)}, gallery {len(self.gallery)} / {ids(self.gallery)}"
         )
 
+    def hold_out_identities(self, count: int, *, seed: int = 0) -> ReidSplit:
+        """Move ``count`` training identities (spread by a seeded draw) to query/gallery.
+
+        The held-out identities' images in the first camera they appear in become the query, the
+        rest the gallery (camera pairs, like CUHK03's test protocol); the dataset's own query and
+        gallery are dropped, so a model chosen on this split never saw the test images. An image
+        that is in two training folders (detected + labelled boxes) is validated in both.
+        """
+        if count <= 0:
+            return self
+        if count >= self.num_train_pids - 1:
+            raise DatasetError(f"cannot hold out {count} of {self.num_train_pids} training identities for validation")
+        rng = np.random.default_rng(seed)
+        held = set(rng.choice(self.num_train_pids, size=count, replace=False).tolist())
+        query, gallery = [], []
+        for pid in sorted(held):
+            images = [im for im in self.train if im.pid == pid]
+            first_cam = min(im.camid for im in images)
+            for im in images:
+                kept = dataclasses.replace(im, pid=self.train_pid_names[pid])
+                (query if im.camid == first_cam else gallery).append(kept)
+        keep = sorted(set(range(self.num_train_pids)) - held)
+        label_of = {old: new for new, old in enumerate(keep)}
+        train = tuple(dataclasses.replace(im, pid=label_of[im.pid]) for im in self.train if im.pid not in held)
+        names = tuple(self.train_pid_names[old] for old in keep) if self.train_pid_names else ()
+        return dataclasses.replace(self, name=f"{self.name} (validation: {count} held-out training identities)",
+                                   train=train, query=tuple(query), gallery=tuple(gallery), train_pid_names=names)
+
     def limit_train_identities(self, max_ids: int) -> ReidSplit:
         """Keep only the first ``max_ids`` training identities (smoke runs, tests)."""
         if max_ids <= 0 or max_ids >= self.num_train_pids:
@@ -168,18 +196,27 @@ def _require_dir(root: Path, name: str) -> None:
         raise DatasetError(f"dataset root {root} does not exist or is not a folder (expected a {name} folder)")
 
 
-def read_market1501(root: str | os.PathLike, *, name: str = "market1501", eval_sets: bool = True) -> ReidSplit:
+def read_market1501(
+    root: str | os.PathLike,
+    *,
+    name: str = "market1501",
+    eval_sets: bool = True,
+    train_dirs: Sequence[str] = ("bounding_box_train",),
+) -> ReidSplit:
     """Market-1501 layout (also DukeMTMC-reID and Market-style CUHK03): see the module docstring.
 
-    ``eval_sets=False`` reads only ``bounding_box_train/`` (a user's own data without a test split).
+    ``eval_sets=False`` reads only the training folders (a user's own data without a test split).
+    ``train_dirs`` names the training folders read together as one set (identities by number: the
+    same person in two folders is one identity).
     """
     root = Path(root)
     _require_dir(root, "Market-1501-style")
-    expected = "bounding_box_train/, query/ and bounding_box_test/"
-    if not (root / "bounding_box_train").is_dir():
-        found = sorted(p.name for p in root.iterdir() if p.is_dir())[:8]
-        raise DatasetError(f"{root} is not a Market-1501-style dataset: expected {expected}; found folders {found}")
-    train, names = relabel(read_image_folder(root / "bounding_box_train"))
+    expected = f"{', '.join(d + '/' for d in train_dirs)}, query/ and bounding_box_test/"
+    for sub in train_dirs:
+        if not (root / sub).is_dir():
+            found = sorted(p.name for p in root.iterdir() if p.is_dir())[:8]
+            raise DatasetError(f"{root} is not a Market-1501-style dataset: expected {expected}; found folders {found}")
+    train, names = relabel([im for sub in train_dirs for im in read_image_folder(root / sub)])
     query: tuple[ReidImage, ...] = ()
     gallery: tuple[ReidImage, ...] = ()
     if eval_sets:
@@ -403,28 +440,49 @@ class ReidTrainDataset:
     readers and augmentation can be tested without it.
     """
 
-    def __init__(self, images: ImageCache | np.ndarray, labels: Sequence[int], transform: Callable | None = None):
+    def __init__(
+        self,
+        images: ImageCache | np.ndarray,
+        labels: Sequence[int],
+        transform: Callable | None = None,
+        *,
+        flip: float = 0.0,
+    ):
         if isinstance(images, np.ndarray) and (images.ndim != 4 or images.shape[3] != 3 or images.dtype != np.uint8):
             raise ValueError(f"images must be uint8 [N, H, W, 3], got {images.dtype} {images.shape}")
         if len(labels) != len(images):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        if not 0.0 <= flip <= 1.0:
+            raise ValueError(f"flip probability must be in [0, 1], got {flip}")
         self.images = images
         self.labels = np.asarray(labels, dtype=np.int64)
         self.transform = transform
+        self.flip = flip
 
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, item: int | tuple[int, int]) -> tuple[np.ndarray, int]:
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[np.ndarray, int, int]:
+        """``(image, label, key)``; ``key = 2 * index + flipped`` names the exact source view
+        (distillation looks up the teachers' embedding of that view).
+
+        With ``flip > 0`` the mirror step happens here, drawing the generator's first number, then
+        ``transform`` gets the same generator: the pixels equal those of a transform that starts
+        with :class:`train.transforms.HorizontalFlip` of the same probability.
+        """
         index, seed = item if isinstance(item, tuple) else (item, None)
         image = self.images[index]
+        rng = np.random.default_rng(seed)
+        flipped = self.flip > 0 and rng.random() < self.flip
+        if flipped:
+            image = np.ascontiguousarray(image[:, ::-1])
         if self.transform is not None:
-            image = self.transform(image, np.random.default_rng(seed))
-        return image, int(self.labels[index])
+            image = self.transform(image, rng)
+        return image, int(self.labels[index]), 2 * int(index) + int(flipped)
 
 
-def collate_uint8(batch: Sequence[tuple[np.ndarray, int]]):
-    """List of (HxWx3 uint8, label) -> (uint8 tensor [B, H, W, 3], int64 tensor [B]).
+def collate_uint8(batch: Sequence[tuple[np.ndarray, int, int]]):
+    """List of (HxWx3 uint8, label, key) -> (uint8 tensor [B, H, W, 3], int64 [B] labels, int64 [B] keys).
 
     The loop turns the uint8 NHWC batch into float NCHW with channels-last strides for free
     (``permute`` + ``float``), so the model's channels-last path needs no copy.
@@ -433,4 +491,5 @@ def collate_uint8(batch: Sequence[tuple[np.ndarray, int]]):
 
     images = np.stack([b[0] for b in batch])
     labels = np.fromiter((b[1] for b in batch), dtype=np.int64, count=len(batch))
-    return torch.from_numpy(images), torch.from_numpy(labels)
+    keys = np.fromiter((b[2] for b in batch), dtype=np.int64, count=len(batch))
+    return torch.from_numpy(images), torch.from_numpy(labels), torch.from_numpy(keys)

@@ -44,7 +44,7 @@ from train.transforms import build_transform
 __all__ = ["fit", "FitResult", "build_optimizer", "build_scheduler", "lr_factor", "init_from_checkpoint",
            "set_backbone_frozen", "find_resume_checkpoint"]
 
-_HEAD_MODULES = ("classifier", "aux_classifier")
+_HEAD_MODULES = ("neck", "classifier", "aux_classifier")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,7 +128,7 @@ def init_from_checkpoint(model: DSLNet, path: str) -> str:
     payload = load_checkpoint(path)
     theirs = dict(payload["model_config"])
     ours = model.config.to_dict()
-    ignore = ("num_classes", "aux_branch")
+    ignore = ("num_classes", "aux_branch", "embedding_relu", "bnneck")  # no weight shape depends on these
     diff = sorted(k for k in ours if k not in ignore and theirs.get(k) != ours[k])
     if diff:
         raise CheckpointError(f"--init-from {path}: different architecture ({', '.join(f'{k}: {theirs.get(k)} vs {ours[k]}' for k in diff)})")
@@ -273,7 +273,12 @@ def fit(cfg: TrainConfig, *, resume: str | None = None, log: Callable[[str], Non
         say(f"resuming from {path} (epoch {resume_payload['epoch']} done)")
 
     # Data ------------------------------------------------------------------------------------
-    split: ReidSplit = read_dataset(cfg.data.dataset, cfg.data.root).limit_train_identities(cfg.data.max_identities)
+    read_kwargs = {"train_dirs": cfg.data.train_dirs} if cfg.data.train_dirs != ("bounding_box_train",) else {}
+    if cfg.data.val_identities:
+        read_kwargs["eval_sets"] = False  # validation comes from training identities: never read the test split
+    split: ReidSplit = read_dataset(cfg.data.dataset, cfg.data.root, **read_kwargs)
+    split = split.hold_out_identities(cfg.data.val_identities, seed=cfg.run.seed)
+    split = split.limit_train_identities(cfg.data.max_identities)
     say(split.summary())
     spec = InputSpec(height=cfg.data.height, width=cfg.data.width)
     t0 = time.perf_counter()
@@ -282,9 +287,20 @@ def fit(cfg: TrainConfig, *, resume: str | None = None, log: Callable[[str], Non
     say(f"decoded {len(cache)} training images at {spec.height}x{spec.width} in {time.perf_counter() - t0:.1f} s "
         f"({cache.nbytes / 2**20:.0f} MiB {cfg.data.cache} cache)")
     labels = [im.pid for im in split.train]
-    dataset = ReidTrainDataset(cache, labels,
-                               build_transform(cfg.data.augment, height=spec.height, channel_order=spec.channel_order,
-                                               mean=spec.mean))
+    # the mirror step runs in the dataset (it reports which view it drew, for the teacher targets)
+    transform = build_transform(dataclasses.replace(cfg.data.augment, flip=0.0), height=spec.height,
+                                channel_order=spec.channel_order, mean=spec.mean)
+    dataset = ReidTrainDataset(cache, labels, transform, flip=cfg.data.augment.flip)
+    targets = None
+    if cfg.distill.enabled:
+        from train.distill import teacher_targets
+
+        if ddp.main:
+            output.mkdir(parents=True, exist_ok=True)
+        targets = torch.from_numpy(teacher_targets([im.path for im in split.train], cfg.distill,
+                                                   cache_file=output / "teacher_targets.npy", log=say,
+                                                   threads=max(1, torch.get_num_threads()))).to(device)
+        targets = targets.reshape(-1, targets.shape[-1])  # row 2 * index + flipped
     sampler = PKSampler(labels, cfg.data.p, cfg.data.k, seed=cfg.run.seed, rank=ddp.rank, world_size=ddp.world_size)
     workers = cfg.data.workers if cfg.data.workers >= 0 else (8 if device.type == "cuda" else 0)
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_uint8, num_workers=workers,
@@ -306,7 +322,8 @@ def fit(cfg: TrainConfig, *, resume: str | None = None, log: Callable[[str], Non
             raise CheckpointError(f"the resumed checkpoint was trained at {model.spec.height}x{model.spec.width}, "
                                   f"the config says {spec.height}x{spec.width}: use --init-from to change the size")
     else:
-        model = build_variant(cfg.model.variant, num_classes=num_classes, aux_branch=cfg.model.aux_branch, spec=spec)
+        model = build_variant(cfg.model.variant, num_classes=num_classes, aux_branch=cfg.model.aux_branch,
+                              embedding_relu=cfg.model.embedding_relu, bnneck=cfg.model.bnneck, spec=spec)
         if cfg.model.init_from:
             say(init_from_checkpoint(model, cfg.model.init_from))
     model.to(device)
@@ -328,6 +345,16 @@ def fit(cfg: TrainConfig, *, resume: str | None = None, log: Callable[[str], Non
         history = list(resume_payload.get("history", []))
         _apply_schedule(optimizer, scheduler, cfg.optim.lr)
     criterion = ReidLoss(cfg.loss)
+    if cfg.distill.enabled:
+        from train.distill import DistillLoss
+
+        distill_loss = DistillLoss(cfg.distill)
+        label_loss = criterion
+
+        def criterion(output, labels, *, epoch, keys):
+            total, parts = label_loss(output, labels, epoch=epoch)
+            extra, more = distill_loss(output.features, targets[keys])
+            return total + extra, {**parts, **more}
 
     if ddp.main:
         output.mkdir(parents=True, exist_ok=True)
@@ -358,7 +385,8 @@ def fit(cfg: TrainConfig, *, resume: str | None = None, log: Callable[[str], Non
                     model, device_ids=[device.index] if device.type == "cuda" else None)
             frozen_state = frozen
             stats = _train_one_epoch(cfg, epoch, model, train_model, loader, sampler, optimizer, scheduler, scaler,
-                                     criterion, device, amp_dtype, iters_per_epoch, frozen, logger, ddp)
+                                     criterion, device, amp_dtype, iters_per_epoch, frozen, logger, ddp,
+                                     distill=cfg.distill.enabled)
             if cfg.schedule.step == "epoch":
                 scheduler.step()
             row: dict[str, Any] = {"epoch": epoch + 1, **stats}
@@ -395,16 +423,16 @@ def fit(cfg: TrainConfig, *, resume: str | None = None, log: Callable[[str], Non
 
 
 def _train_one_epoch(cfg, epoch, model, train_model, loader, sampler, optimizer, scheduler, scaler, criterion, device,
-                     amp_dtype, iters, frozen, logger, ddp) -> dict[str, Any]:
+                     amp_dtype, iters, frozen, logger, ddp, *, distill: bool = False) -> dict[str, Any]:
     sampler.set_epoch(epoch)
     torch.manual_seed(cfg.run.seed * 100_003 + epoch)
     model.train()
     set_backbone_frozen(model, frozen)
-    totals = {"loss": 0.0, "ce": 0.0, "aux": 0.0, "triplet": 0.0, "acc": 0.0}
+    totals = {"loss": 0.0, "ce": 0.0, "aux": 0.0, "triplet": 0.0, "feat": 0.0, "rel": 0.0, "acc": 0.0}
     seen, steps = 0, 0
     bar = _progress(cfg, ddp, iters, f"epoch {epoch + 1}/{cfg.schedule.epochs}")
     start = time.perf_counter()
-    for images, labels in loader:
+    for images, labels, keys in loader:
         if steps >= iters:
             break
         images = images.to(device, non_blocking=True).permute(0, 3, 1, 2).float()  # NHWC uint8 -> channels-last
@@ -414,7 +442,10 @@ def _train_one_epoch(cfg, epoch, model, train_model, loader, sampler, optimizer,
         autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
         with autocast:
             output = train_model(images)
-        loss, parts = criterion(output, labels, epoch=epoch)
+        if distill:
+            loss, parts = criterion(output, labels, epoch=epoch, keys=keys.to(device))
+        else:
+            loss, parts = criterion(output, labels, epoch=epoch)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"epoch {epoch + 1} step {steps + 1}: the loss is {float(loss)} "
                                      f"(learning rate {optimizer.param_groups[0]['lr']:.3g} too high?)")

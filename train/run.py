@@ -14,6 +14,11 @@ Examples::
     # fine-tune at 256x128 from a 128x64 run (weights reused, new input size)
     python -m train.run --recipe fine_tune --init-from runs/warmup/best.pt --height 256 --width 128 ...
 
+    # distillation from teacher models (OpenVINO IR or ONNX), validation on held-out training identities
+    python -m train.run --config configs/distill_128x64.yaml \
+        --teacher ../shared/peers/openvino-omz/person-reidentification-retail-0277.xml \
+        --teacher ../shared/peers/openvino-omz/person-reidentification-retail-0286.xml
+
     # several GPUs
     torchrun --nproc_per_node 4 -m train.run --config configs/x.yaml
 
@@ -42,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", action="append", default=[], metavar="YAML",
                         help="YAML file with sections data/model/optim/schedule/loss/run (repeatable)")
-    parser.add_argument("--recipe", choices=("from_scratch", "fine_tune"), help="paper section 4.2 recipe")
+    parser.add_argument("--recipe", choices=("from_scratch", "fine_tune", "distill"),
+                        help="paper section 4.2 recipe, or distillation from --teacher models")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                         help="override one key, e.g. --set optim.lr=0.01 --set data.augment.erase=0")
     flags = parser.add_argument_group("common settings (shortcuts for --set)")
@@ -59,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     flags.add_argument("--eval-every", type=int, help="evaluate every N epochs (run.eval_every)")
     flags.add_argument("--seed", type=int, help="run.seed")
     flags.add_argument("--init-from", metavar="CKPT", help="take weights from a checkpoint (model.init_from)")
+    flags.add_argument("--teacher", action="append", metavar="MODEL",
+                       help="teacher model for distillation, OpenVINO IR .xml or ONNX (repeatable; distill.teachers)")
     flags.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch)")
     parser.add_argument("--resume", nargs="?", const="auto", metavar="CKPT",
                         help="continue from --output's last.pt, or from the given checkpoint/folder")
@@ -100,6 +108,8 @@ def config_from_args(args: argparse.Namespace):
         value = getattr(args, attr)
         if value is not None:
             overrides.append(_nest(key, value))
+    if args.teacher:
+        overrides.append({"distill": {"teachers": list(args.teacher)}})
     if args.no_progress:
         overrides.append({"run": {"progress": False}})
     base = None
@@ -122,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     from dslnet_edge.model.checkpoint import CheckpointError
     from train.config import ConfigError
     from train.data import DatasetError
+    from train.distill import TeacherError
 
     try:
         cfg = config_from_args(args)
@@ -133,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         from train.loop import fit
 
         result = fit(cfg, resume=args.resume)
-    except (ConfigError, DatasetError, CheckpointError, FloatingPointError, ValueError, OSError) as exc:
+    except (ConfigError, DatasetError, CheckpointError, TeacherError, FloatingPointError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

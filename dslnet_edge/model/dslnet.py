@@ -300,6 +300,14 @@ class DSLNetConfig:
     dense: bool = True
     attention: str = "css"
     aux_branch: bool = True
+    # The embedding head is FC -> BN -> ReLU in Table 1. Without the ReLU (``False``) the embedding
+    # can take negative values, which distillation from teachers with signed embeddings needs (a
+    # cosine to a half-negative teacher vector cannot be reached through a ReLU).
+    embedding_relu: bool = True
+    # BNNeck (Luo et al., 2019): a training-only BatchNorm (no bias) between the embedding and the
+    # identity classifiers; the triplet and distillation losses see the embedding, the classifier its
+    # normalized copy. Never exported.
+    bnneck: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
@@ -358,11 +366,12 @@ class DSLNet(nn.Module):
         self.transition2 = nn.Sequential(ConvBNReLU(c2, c2, 1), nn.AvgPool2d(2, 2))
         self.stage3 = nn.Sequential(*[DSLBlock(c2 if i == 0 else c3, c3, **block) for i in range(n)])
         self.transition3 = ConvBNReLU(c3, c3, 1)
-        self.fc = _embedding_head(c3, config.feature_dim)
+        self.fc = _embedding_head(c3, config.feature_dim, relu=config.embedding_relu)
+        self.neck = _bnneck(config.feature_dim) if config.bnneck else nn.Identity()
         self.classifier = nn.Linear(config.feature_dim, config.num_classes)
         # Auxiliary branch on stage 2 (training only; never exported).
         if config.aux_branch:
-            self.aux_fc = _embedding_head(c2, config.feature_dim)
+            self.aux_fc = _embedding_head(c2, config.feature_dim, relu=config.embedding_relu)
             self.aux_classifier = nn.Linear(config.feature_dim, config.num_classes)
         else:
             self.aux_fc = self.aux_classifier = None
@@ -403,7 +412,7 @@ class DSLNet(nn.Module):
         aux_logits = None
         if self.aux_fc is not None:
             aux_logits = self.aux_classifier(self.aux_fc(stage2.mean(dim=(2, 3))))
-        return TrainOutput(self.classifier(features), aux_logits, features)
+        return TrainOutput(self.classifier(self.neck(features)), aux_logits, features)
 
     def reset_classifier(self, num_classes: int) -> None:
         """New identity classifiers (fine-tuning on a dataset with other identities)."""
@@ -422,11 +431,18 @@ class DSLNet(nn.Module):
         return {k: v for k, v in self.state_dict().items() if not k.startswith(_TRAIN_ONLY_PREFIXES)}
 
 
-_TRAIN_ONLY_PREFIXES = ("classifier.", "aux_fc.", "aux_classifier.")
+_TRAIN_ONLY_PREFIXES = ("neck.", "classifier.", "aux_fc.", "aux_classifier.")
 
 
-def _embedding_head(cin: int, feature_dim: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(cin, feature_dim), nn.BatchNorm1d(feature_dim), nn.ReLU(inplace=True))
+def _embedding_head(cin: int, feature_dim: int, *, relu: bool = True) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(cin, feature_dim), nn.BatchNorm1d(feature_dim),
+                         nn.ReLU(inplace=True) if relu else nn.Identity())
+
+
+def _bnneck(feature_dim: int) -> nn.BatchNorm1d:
+    neck = nn.BatchNorm1d(feature_dim)
+    neck.bias.requires_grad_(False)  # BNNeck: a shift-free normalization before the classifier
+    return neck
 
 
 # ---------------------------------------------------------------------------------------------

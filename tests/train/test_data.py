@@ -196,10 +196,37 @@ def test_training_dataset_seeds_and_collate(rng):
         return (image.astype(int) + r.integers(0, 50)).clip(0, 255).astype(np.uint8)
 
     ds = ReidTrainDataset(images, [0, 0, 1, 1], jitter)
-    a, label = ds[(2, 7)]
+    a, label, key = ds[(2, 7)]
     np.testing.assert_array_equal(a, ds[(2, 7)][0])
-    assert label == 1
-    x, y = collate_uint8([ds[(0, 1)], ds[(3, 2)]])
-    assert tuple(x.shape) == (2, 8, 4, 3) and y.tolist() == [0, 1]
+    assert label == 1 and key == 4  # 2 * index + flipped (no flip asked)
+    x, y, keys = collate_uint8([ds[(0, 1)], ds[(3, 2)]])
+    assert tuple(x.shape) == (2, 8, 4, 3) and y.tolist() == [0, 1] and keys.tolist() == [0, 6]
+
+
+def test_dataset_flip_equals_a_leading_flip_transform_and_names_the_view(rng):
+    from train.transforms import Compose, HorizontalFlip
+
+    images = rng.integers(0, 256, size=(3, 8, 4, 3), dtype=np.uint8)
+
+    def jitter(image, r):
+        return (image.astype(int) + r.integers(0, 50)).clip(0, 255).astype(np.uint8)
+
+    in_dataset = ReidTrainDataset(images, [0, 1, 2], jitter, flip=0.5)
+    as_transform = ReidTrainDataset(images, [0, 1, 2], Compose([HorizontalFlip(0.5), jitter]))
+    views = set()
+    for seed in range(12):
+        for index in range(3):
+            image, _, key = in_dataset[(index, seed)]
+            np.testing.assert_array_equal(image, as_transform[(index, seed)][0])
+            assert key // 2 == index
+            flipped = bool(key % 2)
+            views.add(flipped)
+            # the same generator state after the flip draw: recompute by hand
+            r = np.random.default_rng(seed)
+            assert (r.random() < 0.5) == flipped
+            np.testing.assert_array_equal(image, jitter(images[index][:, ::-1] if flipped else images[index], r))
+    assert views == {True, False}
+    with pytest.raises(ValueError, match="flip probability"):
+        ReidTrainDataset(images, [0, 1, 2], flip=1.5)
     with pytest.raises(ValueError, match="labels"):
         ReidTrainDataset(images, [0, 1])
