@@ -87,12 +87,38 @@ def release(config: ReleaseConfig, *, log=print) -> dict[str, Path]:
             "train_metrics": {k: training_metrics[k] for k in ("loss", "acc", "rank1", "mAP") if k in training_metrics},
             "source_sha256": source_sha,
         },
+        "recipe": _recipe(payload.get("train_config") or {}),
         "evaluation": config.metrics or {},
         "terms": config.terms,
     }
     atomic_write_text(out["json"], json.dumps(card, indent=2, sort_keys=True) + "\n")
     log(f"wrote {out['json']}")
     return out
+
+
+def _recipe(train_config: dict) -> dict:
+    """What the model card says about how the weights were trained (recipe, data, teachers)."""
+    data = train_config.get("data") or {}
+    recipe = {
+        "recipe": train_config.get("recipe"),
+        "input": f"{data.get('height')}x{data.get('width')}",
+        "train_dirs": data.get("train_dirs"),
+        "validation": (f"{data['val_identities']} training identities held out (best.pt chosen on them; "
+                       "the dataset's query/gallery never read)") if data.get("val_identities") else "dataset query/gallery",
+        "init_from": (train_config.get("model") or {}).get("init_from") or None,
+        "optimizer": train_config.get("optim"),
+        "epochs": (train_config.get("schedule") or {}).get("epochs"),
+        "loss": train_config.get("loss"),
+    }
+    distill = train_config.get("distill") or {}
+    if distill.get("teachers"):
+        recipe["distillation"] = {
+            "teachers": [Path(t).name for t in distill["teachers"]],
+            "feature_weight": distill.get("feature_weight"),
+            "relational_weight": distill.get("relational_weight"),
+            "temperature": distill.get("temperature"),
+        }
+    return recipe
 
 
 def _sha256(path: str | os.PathLike) -> str:

@@ -8,6 +8,12 @@ The peers are Intel Open Model Zoo person re-identification models (Apache-2.0) 
 | person-reidentification-retail-0267 | ``.mvn_eps_patched.onnx`` (ONNX Runtime) | RGB | ImageNet mean/std, applied here (not in the graph) |
 | person-reidentification-retail-0287 | OpenVINO IR ``.xml``/``.bin`` | BGR 0-255 | inside the graph |
 | person-reidentification-retail-0288 | OpenVINO IR ``.xml``/``.bin`` | BGR 0-255 | inside the graph |
+| person-reidentification-retail-0277 | OpenVINO IR (FP16 weights) | BGR 0-255 | inside the graph |
+| person-reidentification-retail-0286 | OpenVINO IR (FP16 weights) | BGR 0-255 | inside the graph |
+| 0277 + 0286 ensemble | both IRs | BGR 0-255 | each embedding L2-normalized, concatenated, / sqrt(2) |
+
+The ensemble is the teacher of the distilled DSLNet weights (``train.distill.ensemble_embed``, the
+same function that makes the distillation targets).
 
 (The original 0267 ONNX gives NaN in ONNX Runtime: MeanVarianceNormalization without an epsilon;
 the patched file adds it.) The IR models need the optional ``openvino`` package; without it they
@@ -45,6 +51,11 @@ class PeerModel:
     spec: InputSpec
     runtime: str  # "onnxruntime" | "openvino"
     mean_std: tuple | None = None  # normalization applied before the graph (0-1 units), or None
+    members: tuple[str, ...] = ()  # runtime "ensemble": the member files (relative to the peers folder)
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return self.members or (self.file,)
 
 
 PEERS: tuple[PeerModel, ...] = (
@@ -55,6 +66,12 @@ PEERS: tuple[PeerModel, ...] = (
     PeerModel("person-reidentification-retail-0267", "person-reidentification-retail-0267.mvn_eps_patched.onnx",
               InputSpec(channel_order="RGB", normalization_in_model=False, feature_dim=256, l2_normalized=False),
               "onnxruntime", _IMAGENET),
+    PeerModel("person-reidentification-retail-0277", "person-reidentification-retail-0277.xml",
+              InputSpec(channel_order="BGR", feature_dim=256, l2_normalized=False), "openvino"),
+    PeerModel("person-reidentification-retail-0286", "person-reidentification-retail-0286.xml",
+              InputSpec(channel_order="BGR", feature_dim=256, l2_normalized=False), "openvino"),
+    PeerModel("omz-0277+0286-ensemble", "", InputSpec(channel_order="BGR", feature_dim=512), "ensemble",
+              members=("person-reidentification-retail-0277.xml", "person-reidentification-retail-0286.xml")),
 )
 
 
@@ -79,9 +96,15 @@ def openvino_embedder(path: str | Path, *, threads: int = 0) -> Embedder:
 
 
 def _peer_embedder(peer: PeerModel, folder: Path, threads: int) -> Embedder:
+    for name in peer.files:
+        if not (folder / name).exists():
+            raise FileNotFoundError(f"peer model {folder / name} does not exist")
+    if peer.runtime == "ensemble":
+        from train.distill import ensemble_embed
+
+        members = [openvino_embedder(folder / name, threads=threads) for name in peer.members]
+        return lambda batch: ensemble_embed(members, batch)
     path = folder / peer.file
-    if not path.exists():
-        raise FileNotFoundError(f"peer model {path} does not exist")
     if peer.runtime == "openvino":
         return openvino_embedder(path, threads=threads)
     return onnx_embedder(path, threads=threads, mean_std=peer.mean_std)
@@ -112,8 +135,9 @@ def evaluate_peers(
     if names and not chosen:
         raise ValueError(f"no peer matches {names}; known: {[p.name for p in PEERS]}")
     for peer in chosen:  # fail before the (slow) image loading
-        if not (Path(peers_dir) / peer.file).exists():
-            raise FileNotFoundError(f"peer model {Path(peers_dir) / peer.file} does not exist")
+        for name in peer.files:
+            if not (Path(peers_dir) / name).exists():
+                raise FileNotFoundError(f"peer model {Path(peers_dir) / name} does not exist")
     for ckpt in checkpoints:
         if not Path(ckpt).exists():
             raise FileNotFoundError(f"model {ckpt} does not exist")

@@ -1,0 +1,292 @@
+"""Distillation: the losses by hand, the teacher targets (real tiny ONNX teachers, cache), the loop
+with teachers (learning, exact resume), held-out validation identities, several training folders,
+and the real OMZ IR teacher on real crops."""
+
+from __future__ import annotations
+
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from dslnet_edge.model import build_variant
+from dslnet_edge.model.checkpoint import load_checkpoint
+from dslnet_edge.spec import InputSpec
+from testutils import shared_data_root, tiny_embedding_onnx
+from train.config import ConfigError, resolve_config
+from train.data import DatasetError, read_dataset
+from train.distill import (
+    DistillConfig,
+    DistillLoss,
+    TeacherError,
+    ensemble_embed,
+    feature_distill_loss,
+    load_teacher,
+    relational_distill_loss,
+    teacher_targets,
+)
+from train.loop import fit
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def quiet(_msg: str) -> None:
+    pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses by hand
+# ---------------------------------------------------------------------------------------------
+def test_feature_loss_is_one_minus_cosine_by_hand():
+    student = torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 4.0]])
+    target = torch.tensor([[2.0, 0.0], [1.0, 1.0], [-3.0, -4.0]])
+    expected = ((1 - 1) + (1 - 1 / math.sqrt(2)) + (1 - (-1))) / 3
+    assert float(feature_distill_loss(student, target)) == pytest.approx(expected, abs=1e-6)
+    with pytest.raises(ValueError, match="feature_dim"):
+        feature_distill_loss(torch.ones(3, 4), torch.ones(3, 5))
+
+
+def _relational_by_hand(s: np.ndarray, t: np.ndarray, temp: float) -> float:
+    def rows(x):
+        x = x / np.linalg.norm(x, axis=1, keepdims=True)
+        sim = x @ x.T / temp
+        out = []
+        for i in range(len(x)):
+            others = [sim[i, j] for j in range(len(x)) if j != i]
+            e = np.exp(np.array(others) - max(others))
+            out.append(e / e.sum())
+        return out
+
+    ps, pt = rows(s), rows(t)
+    return float(np.mean([np.sum(b * (np.log(b) - np.log(a))) for a, b in zip(ps, pt)]))
+
+
+def test_relational_loss_matches_a_hand_computation_and_leaves_self_pairs_out():
+    rng = np.random.default_rng(0)
+    s, t = rng.standard_normal((5, 4)), rng.standard_normal((5, 4))
+    got = float(relational_distill_loss(torch.tensor(s), torch.tensor(t), temperature=0.5))
+    assert got == pytest.approx(_relational_by_hand(s, t, 0.5), rel=1e-5)
+    # same similarity structure (a rotation of the teacher) -> zero; a shuffled one -> clearly positive
+    q, _ = np.linalg.qr(rng.standard_normal((4, 4)))
+    assert float(relational_distill_loss(torch.tensor(t @ q), torch.tensor(t), 0.05)) == pytest.approx(0, abs=1e-6)
+    assert float(relational_distill_loss(torch.tensor(s), torch.tensor(t), 0.05)) > 0.1
+    # with the diagonal in, exp(1/T) of the self term swamps each row at T = 0.05 and the KL vanishes
+    def with_diagonal(x):
+        x = torch.nn.functional.normalize(torch.tensor(x), dim=1)
+        return torch.log_softmax(x @ x.t() / 0.05, dim=1)
+
+    s, t = rng.standard_normal((16, 64)), rng.standard_normal((16, 64))  # embedding-like: cosines near 0
+    diag_in = float(torch.sum(with_diagonal(t).exp() * (with_diagonal(t) - with_diagonal(s)), dim=1).mean())
+    assert diag_in < 1e-3 and float(relational_distill_loss(torch.tensor(s), torch.tensor(t), 0.05)) > 0.1
+    with pytest.raises(ValueError, match=">= 3"):
+        relational_distill_loss(torch.ones(2, 4), torch.ones(2, 4))
+
+
+def test_distill_loss_weights_its_terms():
+    rng = np.random.default_rng(1)
+    s, t = torch.tensor(rng.standard_normal((6, 8))), torch.tensor(rng.standard_normal((6, 8)))
+    total, parts = DistillLoss(DistillConfig(feature_weight=2.0, relational_weight=0.5, temperature=0.2))(s, t)
+    assert float(total) == pytest.approx(2.0 * parts["feat"] + 0.5 * parts["rel"], rel=1e-6)
+    total, parts = DistillLoss(DistillConfig(feature_weight=1.0, relational_weight=0.0))(s, t)
+    assert set(parts) == {"feat"} and float(total) == pytest.approx(parts["feat"])
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"temperature": 0.0}, "temperature"),
+    ({"feature_weight": -1.0}, "feature_weight"),
+    ({"relational_weight": float("nan")}, "relational_weight"),
+    ({"teacher_channel_order": "BRG"}, "channel_order"),
+    ({"batch_size": 0}, "batch_size"),
+])
+def test_distill_config_rejects_bad_values(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DistillConfig(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Teacher targets
+# ---------------------------------------------------------------------------------------------
+def test_ensemble_is_unit_norm_concatenation_of_normalized_teachers():
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((3, 4)), rng.standard_normal((3, 6)) * 7
+    out = ensemble_embed([lambda x: a, lambda x: b], np.zeros((3, 3, 2, 2), np.float32))
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(out[:, :4] * math.sqrt(2), a / np.linalg.norm(a, axis=1, keepdims=True), atol=1e-6)
+    with pytest.raises(TeacherError, match="non-finite"):
+        ensemble_embed([lambda x: a * np.nan], np.zeros((3, 3, 2, 2), np.float32))
+
+
+def _teachers(tmp_path, dims=(256, 256)):
+    spec = InputSpec(height=16, width=8, channel_order="BGR", feature_dim=dims[0], l2_normalized=False)
+    return [str(tiny_embedding_onnx(tmp_path / f"teacher{i}.onnx", spec.replace(feature_dim=d), seed=i, normalize=False))
+            for i, d in enumerate(dims)]
+
+
+def test_teacher_targets_flip_views_and_cache(synthetic_market, tmp_path):
+    paths = sorted(str(p) for p in (synthetic_market / "bounding_box_train").glob("*.jpg"))[:6]
+    cfg = DistillConfig(teachers=tuple(_teachers(tmp_path)), teacher_height=16, teacher_width=8, batch_size=4)
+    logs = []
+    cache = tmp_path / "targets.npy"
+    targets = teacher_targets(paths, cfg, cache_file=cache, log=logs.append)
+    assert targets.shape == (6, 2, 512) and targets.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(targets, axis=2), 1.0, atol=1e-5)
+    # view 1 is the teachers on the mirrored image: recompute one by hand through the real models
+    from dslnet_edge.preprocess import preprocess
+    from train.data import read_bgr
+
+    teachers = [load_teacher(t) for t in cfg.teachers]
+    image = read_bgr(paths[3])
+    mirrored = preprocess([np.ascontiguousarray(image[:, ::-1])], cfg.teacher_spec)
+    np.testing.assert_allclose(targets[3, 1], ensemble_embed(teachers, mirrored)[0], atol=1e-5)
+    assert not np.allclose(targets[3, 0], targets[3, 1])
+    # the second call reuses the cache; a changed image list does not
+    again = teacher_targets(paths, cfg, cache_file=cache, log=logs.append)
+    np.testing.assert_array_equal(again, targets)
+    assert any("reusing" in line for line in logs)
+    logs.clear()
+    fewer = teacher_targets(paths[:5], cfg, cache_file=cache, log=logs.append)
+    assert fewer.shape[0] == 5 and not any("reusing" in line for line in logs)
+
+
+def test_teacher_loading_errors_name_the_file(tmp_path):
+    with pytest.raises(TeacherError, match="does not exist"):
+        load_teacher(tmp_path / "missing.xml")
+    (tmp_path / "t.pb").write_bytes(b"x")
+    with pytest.raises(TeacherError, match=r"\.xml\) or ONNX"):
+        load_teacher(tmp_path / "t.pb")
+    with pytest.raises(TeacherError, match="at least one teacher"):
+        teacher_targets(["a.jpg"], DistillConfig())
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop with teachers
+# ---------------------------------------------------------------------------------------------
+def _config(root, output, teachers, **sections):
+    base = {
+        "recipe": "distill",
+        "data": {"root": str(root), "height": 32, "width": 16, "p": 4, "k": 4},
+        "schedule": {"epochs": 3, "warmup_epochs": 0},
+        "distill": {"teachers": teachers, "teacher_height": 16, "teacher_width": 8, "feature_weight": 5.0},
+        "run": {"output": str(output), "progress": False, "tensorboard": False, "eval_every": 0, "threads": 1,
+                "amp": "off"},
+    }
+    for name, values in sections.items():
+        base[name] = {**base.get(name, {}), **values}
+    return resolve_config(overrides=[base])
+
+
+def test_distillation_pulls_the_embedding_to_the_teachers_and_resumes_exactly(synthetic_market, tmp_path):
+    teachers = _teachers(tmp_path)
+    straight = fit(_config(synthetic_market, tmp_path / "a", teachers, optim={"lr": 0.003}), log=quiet)
+    h = straight.history
+    assert {"feat", "rel", "ce", "triplet"} <= set(h[0])
+    assert h[-1]["feat"] < h[0]["feat"] - 0.05  # the cosine to the teachers rises
+    payload = load_checkpoint(straight.last_checkpoint)
+    assert payload["model_config"]["embedding_relu"] is False and payload["model_config"]["bnneck"] is True
+    assert (tmp_path / "a" / "teacher_targets.npy").is_file()
+    # interrupted after one epoch, then resumed: the same weights as the uninterrupted run
+    fit(_config(synthetic_market, tmp_path / "b", teachers, optim={"lr": 0.003}, run={"stop_after": 1}), log=quiet)
+    resumed = fit(_config(synthetic_market, tmp_path / "b", teachers, optim={"lr": 0.003}), resume="auto", log=quiet)
+    b = load_checkpoint(resumed.last_checkpoint)
+    for key, value in payload["state_dict"].items():
+        torch.testing.assert_close(b["state_dict"][key], value, rtol=0, atol=1e-6, msg=key)
+    assert [r["feat"] for r in resumed.history] == pytest.approx([r["feat"] for r in h], abs=1e-6)
+
+
+def test_teachers_wider_than_the_embedding_are_refused(synthetic_market, tmp_path):
+    teachers = _teachers(tmp_path, dims=(256, 300))
+    with pytest.raises(ValueError, match="feature_dim"):
+        fit(_config(synthetic_market, tmp_path / "run", teachers, schedule={"epochs": 1}), log=quiet)
+
+
+def test_signed_embedding_and_bnneck_stay_out_of_the_inference_graph():
+    spec = InputSpec(height=32, width=16)
+    model = build_variant("dslnet", num_classes=5, embedding_relu=False, bnneck=True, spec=spec).eval()
+    with torch.no_grad():
+        emb = model(torch.rand(4, 3, 32, 16) * 255)
+    assert (emb < 0).any()  # no ReLU after the embedding's BN
+    assert not any(k.startswith("neck.") for k in model.inference_state_dict())
+    relu = build_variant("dslnet", num_classes=5, spec=spec).eval()
+    with torch.no_grad():
+        assert (relu(torch.rand(4, 3, 32, 16) * 255) >= 0).all()
+    assert sum(p.numel() for k, p in model.state_dict().items() if k in model.inference_state_dict()) == \
+        sum(p.numel() for k, p in relu.state_dict().items() if k in relu.inference_state_dict())
+
+
+# ---------------------------------------------------------------------------------------------
+# Data: held-out validation identities, several training folders
+# ---------------------------------------------------------------------------------------------
+def test_validation_identities_come_from_training_and_the_test_split_is_never_read(synthetic_market, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_market / "bounding_box_train", root / "bounding_box_train")  # no query/ or test/
+    split = read_dataset("market1501", root, eval_sets=False)
+    held = split.hold_out_identities(3, seed=0)
+    train_names = {held.train_pid_names[im.pid] for im in held.train}
+    val_names = {im.pid for im in held.query} | {im.pid for im in held.gallery}
+    assert len(val_names) == 3 and not train_names & val_names
+    assert len(train_names) + 3 == split.num_train_pids
+    assert {im.pid for im in held.train} == set(range(len(train_names)))  # relabelled 0..K-1
+    assert {im.camid for im in held.query} == {0} and {im.camid for im in held.gallery} == {1}
+    assert held.hold_out_identities(0) is held
+    assert split.hold_out_identities(3, seed=1).query != held.query  # the draw follows the seed
+    with pytest.raises(DatasetError, match="cannot hold out"):
+        split.hold_out_identities(split.num_train_pids, seed=0)
+    # fit with validation identities trains and evaluates without query/ or bounding_box_test/
+    result = fit(resolve_config(overrides=[{
+        "data": {"root": str(root), "height": 32, "width": 16, "p": 4, "k": 4, "val_identities": 3},
+        "schedule": {"epochs": 1},
+        "run": {"output": str(tmp_path / "run"), "progress": False, "tensorboard": False, "threads": 1}}]), log=quiet)
+    assert "mAP" in result.history[-1]
+
+
+def test_several_training_folders_are_one_set(synthetic_market, tmp_path):
+    root = tmp_path / "data"
+    for sub in ("bounding_box_train", "query", "bounding_box_test"):
+        shutil.copytree(synthetic_market / sub, root / sub)
+    shutil.copytree(synthetic_market / "bounding_box_train", root / "bounding_box_train_labeled")
+    one = read_dataset("market1501", root)
+    both = read_dataset("market1501", root, train_dirs=("bounding_box_train", "bounding_box_train_labeled"))
+    assert len(both.train) == 2 * len(one.train) and both.num_train_pids == one.num_train_pids
+    with pytest.raises(DatasetError, match="bounding_box_nope"):
+        read_dataset("market1501", root, train_dirs=("bounding_box_train", "bounding_box_nope"))
+
+
+@pytest.mark.parametrize("value, match", [([], "at least one"), ("bounding_box_train", "must be a list"),
+                                          ([""], "at least one")])
+def test_train_dirs_config_is_validated(value, match):
+    with pytest.raises(ConfigError, match=match):
+        resolve_config(overrides=[{"data": {"train_dirs": value}}])
+
+
+# ---------------------------------------------------------------------------------------------
+# The real teacher
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.realdata
+def test_real_omz_teacher_ranks_the_same_person_first():
+    data = shared_data_root()
+    if data is None:
+        pytest.skip("../shared/data (cuhk03-pair1) is not present")
+    teacher_file = data.parent / "peers" / "openvino-omz" / "person-reidentification-retail-0277.xml"
+    if not teacher_file.is_file():
+        pytest.skip(f"{teacher_file} is not present")
+    pytest.importorskip("openvino", reason="the IR teacher needs the openvino package")
+    split = read_dataset("market1501", data / "cuhk03-pair1", eval_sets=False)
+    by_pid = {}
+    for im in split.train:
+        by_pid.setdefault(im.pid, []).append(im.path)
+    pairs = [paths[:2] for pid, paths in sorted(by_pid.items())[:8]]
+    cfg = DistillConfig(teachers=(str(teacher_file),), batch_size=8)
+    targets = teacher_targets([p for pair in pairs for p in pair], cfg, log=quiet)
+    assert targets.shape == (16, 2, 256)
+    emb = targets[:, 0]
+    sim = emb[0::2] @ emb[1::2].T  # person i's first image against every person's second image
+    assert (sim.argmax(axis=1) == np.arange(8)).mean() >= 0.75
+    assert float(np.mean(np.sum(targets[:, 0] * targets[:, 1], axis=1))) > 0.8  # a mirror view is the same person
