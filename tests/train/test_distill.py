@@ -10,11 +10,11 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from testutils import shared_data_root, tiny_embedding_onnx
 
 from dslnet_edge.model import build_variant
 from dslnet_edge.model.checkpoint import load_checkpoint
 from dslnet_edge.spec import InputSpec
-from testutils import shared_data_root, tiny_embedding_onnx
 from train.config import ConfigError, resolve_config
 from train.data import DatasetError, read_dataset
 from train.distill import (
