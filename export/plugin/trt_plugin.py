@@ -30,7 +30,7 @@ import re
 
 from export.plugin import NUM_STREAMS, PLUGIN_ID
 
-__all__ = ["PluginSupport", "plugin_support", "register_css_plugin", "tensorrt_version"]
+__all__ = ["PluginSupport", "plugin_support", "check_aot_kernel", "register_css_plugin", "tensorrt_version"]
 
 _registered: str | None = None
 _failed: str | None = None
@@ -79,6 +79,22 @@ def plugin_support() -> PluginSupport:
     aot = jit and hasattr(trtp, "aot_impl") and version >= (10, 9)
     reason = "" if aot else f"TensorRT {trt.__version__} has no ahead-of-time Python plugins (needs >= 10.9)"
     return PluginSupport(trt.__version__, jit, aot, reason)
+
+
+def check_aot_kernel(support: PluginSupport, *, target=None) -> PluginSupport:
+    """``support`` with AOT turned off (and the reason) when this Triton cannot make a CSS kernel that
+    TensorRT's AOT launch runs: it compiles one for ``target`` (default: the current GPU) and checks its
+    parameters (:func:`export.plugin.css_triton.compile_css_kernel`)."""
+    if not support.aot:
+        return support
+    try:
+        from export.plugin.css_triton import compile_css_kernel
+
+        compile_css_kernel("fp32", 63, 3, target=target)
+    except Exception as exc:  # any compile failure means no AOT kernel here; say which
+        reason = f"the ahead-of-time CSS kernel cannot be made here ({type(exc).__name__}: {exc})"
+        return dataclasses.replace(support, aot=False, reason=reason)
+    return support
 
 
 def register_css_plugin() -> str:

@@ -272,7 +272,7 @@ def test_parser_errors_fail_the_build(tmp_path):
 def test_sidecar_is_what_the_runtime_reads(onnx_path, tmp_path):
     """The sidecar build_engine writes, read back by dslnet_edge's TensorRT backend (no TensorRT needed)."""
     from dslnet_edge.backends.tensorrt_backend import read_engine_sidecar
-    from export.build_engine import PluginChoice, PreparedOnnx, sidecar_dict
+    from export.build_engine import PluginChoice, PreparedOnnx, make_sidecar, sidecar_dict
     from export.tensorrt_build import GpuInfo
 
     spec = spec_from_onnx(onnx_path).replace(precision="fp16")
@@ -284,8 +284,10 @@ def test_sidecar_is_what_the_runtime_reads(onnx_path, tmp_path):
         artefact_paths(config.out)["sidecar"].write_text(json.dumps(data))
         read = read_engine_sidecar(config.out)
         assert read.input_spec == spec and read.compute_capability == (8, 7) and read.max_batch == 4
+        assert read == make_sidecar(config, prepared, onnx_path, GpuInfo("NVIDIA Orin", "8.7"), facts,
+                                    {"verified": False}).__class__.from_dict(data, source="x")
         if not plugin.used:
-            assert read.plugin is None
+            assert not read.plugin.used and read.plugin.reason == "off"
         else:
             assert read.plugin.name == "DSLNet_CSS" and read.plugin.namespace == "dslnet_edge"
             assert read.plugin.embedded is (plugin.implementation == "aot")
