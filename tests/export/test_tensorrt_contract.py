@@ -261,3 +261,20 @@ def test_the_symbol_reader_tells_versions_apart():
     for name in ("STRONGLY_TYPED", "PREFER_AOT_PYTHON_PLUGINS", "execute_async_v3", "QuickPluginCreationRequest"):
         assert name in new, name
     assert "QuickPluginCreationRequest" not in tensorrt_wheels.binding_symbols("10.3.0") if not tensorrt_wheels.missing_reason("10.3.0") else True
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_the_fake_gpu_speaks_only_tensorrts_names(version):
+    """tests/fake_gpu.py stands in for TensorRT in the backend and build tests: every name it offers (so every
+    name the code it runs could call) must be bound by each version, or those tests could pass on a name
+    TensorRT lacks."""
+    _need_wheel(version)
+    from fake_gpu import FAKE_TENSORRT_NAMES, FakeTensorRT
+
+    symbols = tensorrt_wheels.binding_symbols(version)
+    missing = sorted(f"{owner}.{name}" for owner, names in FAKE_TENSORRT_NAMES.items() for name in names
+                     if not (name in symbols and (owner == "tensorrt" or owner in symbols)))
+    assert not missing, f"TensorRT {version} binds none of: {missing}"
+    fake = FakeTensorRT()
+    offered = {n for n in dir(fake) if not n.startswith("_")} | {"__version__"}
+    assert offered <= set(FAKE_TENSORRT_NAMES["tensorrt"]) | {"registry"}, offered  # the list covers the fake
