@@ -194,7 +194,7 @@ class IExecutionContext:
 
     def execute_async_v3(self, stream_handle):
         cuda = self.engine.cuda
-        if cuda.current != self.device:
+        if self.device is None or cuda.current != self.device:
             self.engine.logger.log(_Severity.ERROR, f"the context belongs to device {self.device}, the thread's current "
                                                     f"device is {cuda.current}: invalid resource handle")
             return False
@@ -255,7 +255,7 @@ class Runtime:
             self.logger.log(_Severity.ERROR, "IRuntime::deserializeCudaEngine: Error Code 1: Serialization (magic tag mismatch)")
             return None
         header, onnx_bytes = data[len(MAGIC):].split(b"\n", 1)
-        return ICudaEngine(json.loads(header), onnx_bytes, self.logger, sys.modules["cuda.bindings.runtime"])
+        return ICudaEngine(json.loads(header), onnx_bytes, self.logger, sys.modules.get("cuda.bindings.runtime") or _PYCUDA)
 
 
 class NetworkDefinitionCreationFlag(enum.Enum):
@@ -305,11 +305,100 @@ FAKE_TENSORRT_NAMES = {
 }
 
 
+# ---------------------------------------------------------------------------------------------
+# pycuda.driver (the driver API: the current context is per thread, pushed and popped)
+# ---------------------------------------------------------------------------------------------
+class FakePyCuda(types.ModuleType):
+    def __init__(self, device_names):
+        super().__init__("pycuda.driver")
+        self.device_names = list(device_names)
+        self._local = threading.local()
+        self.device_of: dict[int, int | None] = {}
+        self._keep = []
+        fake = self
+
+        class Context:
+            def __init__(self, index):
+                self.index = index
+
+            def push(self):
+                fake._stack().append(self.index)
+
+            def pop(self):
+                fake._stack().pop()
+
+        class Device:
+            def __init__(self, index):
+                if not 0 <= index < len(fake.device_names):
+                    raise RuntimeError(f"cuDeviceGet failed: invalid device ordinal {index}")
+                self.index = index
+
+            def retain_primary_context(self):
+                return Context(self.index)
+
+            def name(self):
+                return fake.device_names[self.index]
+
+            def compute_capability(self):
+                return (9, 0)
+
+        class Stream:
+            handle = 7
+
+            def synchronize(self):
+                pass
+
+        self.Device, self.Stream = Device, Stream
+
+    def _stack(self):
+        if not hasattr(self._local, "stack"):
+            self._local.stack = []
+        return self._local.stack
+
+    @property
+    def current(self):  # the device of the thread's current context; None when none is pushed
+        stack = self._stack()
+        return stack[-1] if stack else None
+
+    def init(self):
+        pass
+
+    def pagelocked_empty(self, shape, dtype):
+        return np.empty(shape, dtype)
+
+    def mem_alloc(self, nbytes):
+        buffer = ctypes.create_string_buffer(max(int(nbytes), 1))
+        self._keep.append(buffer)
+        self.device_of[ctypes.addressof(buffer)] = self.current
+        return ctypes.addressof(buffer)
+
+    def memcpy_htod_async(self, dst, host, stream):
+        ctypes.memmove(int(dst), host.ctypes.data, host.nbytes)
+
+    def memcpy_dtoh_async(self, host, src, stream):
+        ctypes.memmove(host.ctypes.data, int(src), host.nbytes)
+
+
+_PYCUDA = None
+
+
 @contextlib.contextmanager
-def fake_gpu(monkeypatch, *, version="10.16.1.11", devices=("NVIDIA H200", "NVIDIA H200")):
-    """Install the fakes as ``tensorrt`` and ``cuda.bindings.runtime`` for the duration (``monkeypatch``)."""
-    cudart = FakeCudart(devices)
+def fake_gpu(monkeypatch, *, version="10.16.1.11", devices=("NVIDIA H200", "NVIDIA H200"), pycuda=False):
+    """Install the fakes as ``tensorrt`` and ``cuda.bindings.runtime`` (or, with ``pycuda``, ``pycuda.driver``
+    with cuda-python absent) for the duration (``monkeypatch``)."""
+    global _PYCUDA
     trt = FakeTensorRT(version)
+    if pycuda:
+        driver = _PYCUDA = FakePyCuda(devices)
+        package = types.ModuleType("pycuda")
+        package.driver, package.__path__ = driver, []
+        for name, module in (("pycuda", package), ("pycuda.driver", driver), ("tensorrt", trt), ("cuda", None),
+                             ("cuda.bindings", None), ("cuda.bindings.runtime", None), ("tensorrt.plugin", None)):
+            monkeypatch.setitem(sys.modules, name, module)
+        yield types.SimpleNamespace(driver=driver, trt=trt)
+        _PYCUDA = None
+        return
+    cudart = FakeCudart(devices)
     cuda_pkg = types.ModuleType("cuda")
     bindings = types.ModuleType("cuda.bindings")
     bindings.runtime = cudart

@@ -189,9 +189,10 @@ def test_without_tensorrt_the_error_says_what_to_install(tmp_path):
         TensorRTBackend(engine)
 
 
-def test_device_must_be_a_gpu(tmp_path):
-    pytest.importorskip("tensorrt", reason="TensorRT is not installed; device parsing happens after the import")
-    with pytest.raises(ValueError, match="device must be 'cuda' or 'cuda:N'"):
+def test_device_must_be_a_gpu(tmp_path, monkeypatch):
+    from fake_gpu import fake_gpu
+
+    with fake_gpu(monkeypatch), pytest.raises(ValueError, match="device must be 'cuda' or 'cuda:N'"):
         TensorRTBackend(_write(tmp_path, _sidecar()), device="cpu")
 
 
@@ -278,6 +279,27 @@ def test_the_device_is_made_current_on_every_calling_thread(tmp_path, monkeypatc
             worker_calls = [(name, detail) for tid, name, detail in gpu.cudart.calls if tid == thread.ident]
             assert worker_calls[0] == ("cudaSetDevice", 1), worker_calls
             assert all(detail == 1 for name, detail in worker_calls if name == "cudaMemcpyAsync"), worker_calls
+        finally:
+            backend.close()
+
+
+def test_with_pycuda_every_tensorrt_object_is_made_and_run_in_the_devices_context(tmp_path, monkeypatch):
+    """pycuda (driver API): nothing is current until a context is pushed; runtime, engine and execution context
+    must be created with the device's context pushed, and each call from any thread pushes it again."""
+    from fake_gpu import fake_gpu
+
+    engine, onnx_path = _fake_engine(tmp_path)
+    with fake_gpu(monkeypatch, pycuda=True) as gpu:
+        backend = TensorRTBackend(engine, device="cuda:1")
+        try:
+            assert set(gpu.driver.device_of.values()) == {1}
+            results = []
+            thread = threading.Thread(target=lambda: results.append(backend.infer(_batch(3))))
+            thread.start()
+            thread.join()
+            np.testing.assert_allclose(results[0], _ort(onnx_path, _batch(3)), atol=1e-5)
+            np.testing.assert_allclose(backend.infer(_batch(2)), _ort(onnx_path, _batch(2)), atol=1e-5)
+            assert gpu.driver.current is None  # every push was popped
         finally:
             backend.close()
 
