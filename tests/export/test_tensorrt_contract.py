@@ -278,3 +278,35 @@ def test_the_fake_gpu_speaks_only_tensorrts_names(version):
     fake = FakeTensorRT()
     offered = {n for n in dir(fake) if not n.startswith("_")} | {"__version__"}
     assert offered <= set(FAKE_TENSORRT_NAMES["tensorrt"]) | {"registry"}, offered  # the list covers the fake
+
+
+_RETRY = textwrap.dedent(
+    """
+    import json, sys
+    import tensorrt_wheels
+    tensorrt_wheels.install_stub(sys.argv[1])
+    import tensorrt.plugin as trtp
+    from export.plugin import trt_plugin
+    real = trtp.aot_impl
+    def refusing(plugin_id):  # the validator refusing the aot_impl, as 10.9+ did with the old signature
+        raise ValueError("Signature of the aot_impl function does not match")
+    trtp.aot_impl = refusing
+    out = []
+    for _ in range(2):
+        try:
+            out.append(trt_plugin.register_css_plugin())
+        except Exception as exc:
+            out.append(f"{type(exc).__name__}: {exc}")
+    print(json.dumps(out))
+    """
+)
+
+
+def test_a_failed_registration_is_reported_again_not_as_a_duplicate():
+    """tensorrt.plugin keeps the half-made registration; a retry must repeat the cause, not 'already has a definition'."""
+    _need_wheel("10.16.1.11")
+    pytest.importorskip("triton", reason="the CSS plugin's kernels are Triton kernels (pip install 'dslnet-edge[triton]')")
+    first, second = _run(_RETRY, "10.16.1.11")
+    assert first == "ValueError: Signature of the aot_impl function does not match"
+    assert second.startswith("RuntimeError: registering the CSS plugin failed earlier in this process: ValueError: Signature")
+    assert "already has a" not in second
