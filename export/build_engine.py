@@ -7,10 +7,13 @@ Steps, each a small function:
    ``<stem>.onnx`` (plain FP32, vs PyTorch), ``<stem>.plugin.onnx`` (fused CSS plugin nodes, vs
    the plain ONNX through the reference op), ``<stem>[.plugin].fp16.onnx`` (vs FP32). INT8 takes
    the Q/DQ ONNX made by ``calibration/`` (``--qdq-onnx``).
-2. :func:`decide_css_plugin` -- whether the plugin flavour is used, and why (TensorRT version).
-3. The TensorRT step (:mod:`export.tensorrt_build`): a strongly typed compile of that ONNX,
-   verified against ONNX Runtime on the GPU when torch has CUDA, then the engine and its sidecar
-   ``<out>.json`` written atomically.
+2. :func:`decide_css_plugin` -- whether the plugin flavour is used, and why (TensorRT version; with a
+   GPU, whether this Triton makes an AOT kernel TensorRT can launch: :func:`export.plugin.trt_plugin.check_aot_kernel`).
+3. The TensorRT step (:mod:`export.tensorrt_build`): a strongly typed compile of that ONNX, loaded
+   through the runtime's own :class:`~dslnet_edge.backends.tensorrt_backend.TensorRTBackend` and
+   compared with the FP32 ONNX in ONNX Runtime; only then are the engine and its sidecar
+   (:class:`~dslnet_edge.backends.tensorrt_sidecar.EngineSidecar`, ``<out>.json``) written atomically.
+   An engine that does not load, run or agree fails the command and nothing is written at ``--out``.
 
 Without TensorRT or without a GPU, steps 1-2 still run and the command exits with status 2 and
 one line naming what is missing and where the ready ONNX is.
