@@ -7,10 +7,13 @@ Steps, each a small function:
    ``<stem>.onnx`` (plain FP32, vs PyTorch), ``<stem>.plugin.onnx`` (fused CSS plugin nodes, vs
    the plain ONNX through the reference op), ``<stem>[.plugin].fp16.onnx`` (vs FP32). INT8 takes
    the Q/DQ ONNX made by ``calibration/`` (``--qdq-onnx``).
-2. :func:`decide_css_plugin` -- whether the plugin flavour is used, and why (TensorRT version).
-3. The TensorRT step (:mod:`export.tensorrt_build`): a strongly typed compile of that ONNX,
-   verified against ONNX Runtime on the GPU when torch has CUDA, then the engine and its sidecar
-   ``<out>.json`` written atomically.
+2. :func:`decide_css_plugin` -- whether the plugin flavour is used, and why (TensorRT version; with a
+   GPU, whether this Triton makes an AOT kernel TensorRT can launch: :func:`export.plugin.trt_plugin.check_aot_kernel`).
+3. The TensorRT step (:mod:`export.tensorrt_build`): a strongly typed compile of that ONNX, loaded
+   through the runtime's own :class:`~dslnet_edge.backends.tensorrt_backend.TensorRTBackend` and
+   compared with the FP32 ONNX in ONNX Runtime; only then are the engine and its sidecar
+   (:class:`~dslnet_edge.backends.tensorrt_sidecar.EngineSidecar`, ``<out>.json``) written atomically.
+   An engine that does not load, run or agree fails the command and nothing is written at ``--out``.
 
 Without TensorRT or without a GPU, steps 1-2 still run and the command exits with status 2 and
 one line naming what is missing and where the ready ONNX is.
@@ -21,14 +24,17 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import hashlib
-import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
-from dslnet_edge._io import atomic_write, atomic_write_text
-from dslnet_edge.spec import SPEC_METADATA_KEY, InputSpec
+import numpy as np
+
+from dslnet_edge._io import atomic_write
+from dslnet_edge.backends.tensorrt_sidecar import EnginePlugin, EngineSidecar, write_engine_sidecar
+from dslnet_edge.spec import InputSpec
 from export.onnx import (
     DEMO_CHECKPOINT,
     INPUT_NAME,
@@ -53,11 +59,10 @@ __all__ = [
     "decide_css_plugin",
     "prepare_onnx",
     "build",
+    "make_sidecar",
     "main",
 ]
 
-SIDECAR_FORMAT = "dslnet_edge.engine"
-SIDECAR_VERSION = 1
 _ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 PRECISIONS = ("fp32", "fp16", "int8")
 PLUGIN_MODES = ("auto", "on", "off")
@@ -380,10 +385,12 @@ def trtexec_hint(onnx_path: Path, spec: InputSpec, profile: Profile, out: Path) 
 
 def build(config: EngineBuildConfig, *, log=print) -> Path:
     """The whole command; returns the engine path. Raises :class:`MissingBuildTarget` without TensorRT/GPU."""
-    from export.plugin.trt_plugin import plugin_support
+    from export.plugin.trt_plugin import check_aot_kernel, plugin_support
     from export.tensorrt_build import gpu_info
 
     support = plugin_support()
+    if support.aot and config.css_plugin != "off" and config.precision != "int8" and gpu_info() is not None:
+        support = check_aot_kernel(support)  # can this Triton make a kernel TensorRT launches? (else JIT/plain, said why)
     prepared = prepare_onnx(config, support, log=log)
     hint = trtexec_hint(prepared.engine_onnx, prepared.spec, config.profile, config.out)
     if prepared.plugin.used:  # trtexec cannot register a Python plugin: this command must run there
@@ -428,36 +435,60 @@ def _compile(config: EngineBuildConfig, prepared: PreparedOnnx, gpu, *, log) -> 
         verbose=config.verbose,
         log=lambda line: print(line, file=sys.stderr),
     )
-    verification = _verify(engine, prepared, config, log=log)
-    sidecar = sidecar_dict(config, prepared, onnx_path, gpu, facts, verification)
+    sidecar = make_sidecar(config, prepared, onnx_path, gpu, facts, {"verified": False, "reason": "not yet verified"})
+    # The engine and its sidecar are loaded through the runtime's own TensorRTBackend (sidecar checks, plugin
+    # registration, pinned buffers, profile padding) from a folder beside --out; only an engine that loads and
+    # agrees with the ONNX is moved to --out.
+    with tempfile.TemporaryDirectory(dir=config.out.parent, prefix=f".{config.out.name}.verify-") as tmp:
+        candidate = Path(tmp) / config.out.name
+        candidate.write_bytes(engine)
+        write_engine_sidecar(candidate, sidecar)
+        verification = _verify(candidate, prepared, config, log=log)
+    sidecar = dataclasses.replace(sidecar, verification=verification)
     with atomic_write(config.out) as tmp:
         tmp.write_bytes(engine)
-    atomic_write_text(artefact_paths(config.out)["sidecar"], json.dumps(sidecar, indent=2, sort_keys=True) + "\n")
+    sidecar_file = write_engine_sidecar(config.out, sidecar)
     log(f"wrote {config.out} ({len(engine) / 1e6:.1f} MB, {prepared.precision}, TensorRT {facts['tensorrt_version']}, "
-        f"{gpu.name} sm_{gpu.compute_capability.replace('.', '')}) and {artefact_paths(config.out)['sidecar']}")
+        f"{gpu.name} sm_{gpu.compute_capability.replace('.', '')}) and {sidecar_file}")
     return config.out
 
 
-def _verify(engine: bytes, prepared: PreparedOnnx, config: EngineBuildConfig, *, log) -> dict[str, Any]:
-    """The engine on the GPU against the FP32 ONNX in ONNX Runtime (when torch has CUDA)."""
+def _verify(engine_path: Path, prepared: PreparedOnnx, config: EngineBuildConfig, *, log) -> dict[str, Any]:
+    """Load the engine just built through :class:`~dslnet_edge.backends.tensorrt_backend.TensorRTBackend` and
+    compare it with the FP32 ONNX in ONNX Runtime. Raises BuildError (nothing is written) when it does not load
+    or disagrees."""
+    from dslnet_edge.backends.base import BackendError
+    from dslnet_edge.backends.tensorrt_backend import TensorRTBackend
     from dslnet_edge.compare import Tolerances
     from export.parity import check_parity
     from export.precision import FP16_TOLERANCES, INT8_SANITY_TOLERANCES
-    from export.tensorrt_build import BuildError, EngineRunner
+    from export.tensorrt_build import BuildError
 
-    if prepared.reference_onnx is None:
-        return {"verified": False, "reason": "no FP32 reference ONNX"}
     try:
-        runner = EngineRunner(engine, verbose=config.verbose)
-    except RuntimeError as exc:
-        log(f"note: engine not verified on the GPU ({exc})")
-        return {"verified": False, "reason": str(exc)}
-    # FP32 engines may use TF32 convolutions: a cosine bound, with max|diff| loosened accordingly.
-    tolerances = {"fp32": Tolerances(max_abs=5e-3, min_cosine=0.9999), "fp16": FP16_TOLERANCES,
-                  "int8": INT8_SANITY_TOLERANCES}[prepared.precision]
-    report = check_parity({"onnxruntime fp32": _ort_runner(prepared.reference_onnx), "tensorrt": runner},
-                          prepared.spec, tolerances=tolerances, label=f"tensorrt {prepared.precision} vs onnxruntime fp32",
-                          crops_dir=config.crops_dir, num_crops=config.num_crops)
+        backend = TensorRTBackend(engine_path)
+    except (BackendError, ValueError) as exc:  # ArtifactError/PluginError/EngineCompatibilityError are BackendErrors
+        raise BuildError(f"the engine just built does not load through dslnet_edge's TensorRT backend: {exc}; "
+                         f"nothing written at {config.out}") from None
+    try:
+        if prepared.reference_onnx is None:
+            log("note: no FP32 reference ONNX: the engine was loaded but not compared")
+            return {"verified": False, "loaded": True, "reason": "no FP32 reference ONNX"}
+
+        def run(batch: np.ndarray) -> dict[str, np.ndarray]:
+            batch = np.ascontiguousarray(batch, dtype=np.float32)
+            step = backend.max_batch
+            return {OUTPUT_NAME: np.concatenate([backend.infer(batch[i:i + step]) for i in range(0, len(batch), step)])}
+
+        # FP32 engines may use TF32 convolutions: a cosine bound, with max|diff| loosened accordingly.
+        tolerances = {"fp32": Tolerances(max_abs=5e-3, min_cosine=0.9999), "fp16": FP16_TOLERANCES,
+                      "int8": INT8_SANITY_TOLERANCES}[prepared.precision]
+        report = check_parity({"onnxruntime fp32": _ort_runner(prepared.reference_onnx), "tensorrt": run},
+                              prepared.spec, tolerances=tolerances, label=f"tensorrt {prepared.precision} vs onnxruntime fp32",
+                              crops_dir=config.crops_dir, num_crops=config.num_crops)
+    except BackendError as exc:
+        raise BuildError(f"the engine just built fails to run: {exc}; nothing written at {config.out}") from None
+    finally:
+        backend.close()
     log(report.format())
     if not report.passed:
         raise BuildError(f"the engine disagrees with the ONNX: {report.summary()}; nothing written")
@@ -472,36 +503,45 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def sidecar_dict(config, prepared: PreparedOnnx, onnx_path: Path, gpu, facts: dict, verification: dict) -> dict[str, Any]:
-    """``<out>.json``: what the runtime needs to trust the engine (dslnet_edge.backends.tensorrt_backend reads it)."""
+def make_sidecar(config, prepared: PreparedOnnx, onnx_path: Path, gpu, facts: dict, verification: dict) -> EngineSidecar:
+    """``<out>.json``: what the runtime needs to trust the engine (read by dslnet_edge's TensorRT backend)."""
     from export.plugin import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
 
-    return {
-        "format": SIDECAR_FORMAT,
-        "format_version": SIDECAR_VERSION,
-        "input_spec": prepared.spec.to_dict(),
-        "spec_metadata_key": SPEC_METADATA_KEY,
-        "precision": prepared.precision,
-        "tensorrt_version": facts["tensorrt_version"],
-        "strongly_typed": facts["strongly_typed"],
-        "builder_flags": facts["builder_flags"],
-        "gpu": {"name": gpu.name, "compute_capability": gpu.compute_capability},
-        "css_plugin": {
-            "used": prepared.plugin.used,
-            "implementation": prepared.plugin.implementation,
-            "reason": prepared.plugin.reason,
-            # what the runtime imports and calls before deserializing a JIT-plugin engine
-            **({"name": PLUGIN_NAME, "namespace": PLUGIN_NAMESPACE, "version": PLUGIN_VERSION,
-                "register": "export.plugin.trt_plugin:register_css_plugin"} if prepared.plugin.used else {}),
-        },
-        "profile": {"input": INPUT_NAME, **prepared_shapes(prepared.spec, config.profile)},
-        "onnx": {"path": os.path.relpath(onnx_path, config.out.parent), "sha256": _sha256(onnx_path)},
-        "intermediates": {k: os.path.relpath(v, config.out.parent) for k, v in prepared.artefacts.items()},
-        "workspace_bytes": facts["workspace_bytes"],
-        "verification": verification,
-        "int8_gate": prepared.int8_gate,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
+    choice = prepared.plugin
+    plugin = EnginePlugin(used=False, reason=choice.reason)
+    if choice.used:
+        # what the runtime imports and calls before deserializing a JIT-plugin engine
+        plugin = EnginePlugin(used=True, implementation=choice.implementation, reason=choice.reason, name=PLUGIN_NAME,
+                              namespace=PLUGIN_NAMESPACE, version=PLUGIN_VERSION,
+                              register="export.plugin.trt_plugin:register_css_plugin")
+    shapes = config.profile.shapes(prepared.spec)
+    major, _, minor = gpu.compute_capability.partition(".")
+    return EngineSidecar(
+        input_spec=prepared.spec,
+        precision=prepared.precision,
+        tensorrt_version=facts["tensorrt_version"],
+        gpu_name=gpu.name,
+        compute_capability=(int(major), int(minor)),
+        profile_input=INPUT_NAME,
+        min_shape=tuple(shapes["min"]),
+        opt_shape=tuple(shapes["opt"]),
+        max_shape=tuple(shapes["max"]),
+        plugin=plugin,
+        strongly_typed=facts["strongly_typed"],
+        builder_flags=tuple(facts["builder_flags"]),
+        onnx_path=os.path.relpath(onnx_path, config.out.parent),
+        onnx_sha256=_sha256(onnx_path),
+        intermediates={k: os.path.relpath(v, config.out.parent) for k, v in prepared.artefacts.items()},
+        workspace_bytes=facts["workspace_bytes"],
+        verification=verification,
+        int8_gate=prepared.int8_gate,
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def sidecar_dict(config, prepared: PreparedOnnx, onnx_path: Path, gpu, facts: dict, verification: dict) -> dict[str, Any]:
+    """:func:`make_sidecar` as the JSON object written beside the engine."""
+    return make_sidecar(config, prepared, onnx_path, gpu, facts, verification).to_dict()
 
 
 def prepared_shapes(spec: InputSpec, profile: Profile) -> dict[str, list[int]]:

@@ -26,13 +26,11 @@ import dataclasses
 import os
 from pathlib import Path
 
-import numpy as np
-
 from dslnet_edge._io import atomic_write_bytes
 from dslnet_edge.spec import InputSpec
-from export.onnx import INPUT_NAME, OUTPUT_NAME
+from export.onnx import INPUT_NAME
 
-__all__ = ["BuildError", "Profile", "GpuInfo", "gpu_info", "build_engine_bytes", "EngineRunner"]
+__all__ = ["BuildError", "Profile", "GpuInfo", "gpu_info", "build_engine_bytes"]
 
 
 class BuildError(RuntimeError):
@@ -179,33 +177,3 @@ def _describe_parser_error(error) -> str:
         if value:
             parts.append(f"{attr}={value}" if attr != "desc" else str(value))
     return "; ".join(parts) or str(error)
-
-
-class EngineRunner:
-    """Runs a serialized engine on the GPU through torch CUDA tensors (verification after a build)."""
-
-    def __init__(self, engine_bytes: bytes, *, verbose: bool = False):
-        import tensorrt as trt
-        import torch
-
-        if not torch.cuda.is_available():
-            raise RuntimeError("torch has no CUDA: cannot run the engine for verification")
-        self._torch = torch
-        self._runtime = trt.Runtime(_logger(trt, verbose))
-        self._engine = self._runtime.deserialize_cuda_engine(engine_bytes)
-        if self._engine is None:
-            raise BuildError("TensorRT could not deserialize the engine it just built")
-        self._context = self._engine.create_execution_context()
-
-    def __call__(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        torch = self._torch
-        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).cuda()
-        self._context.set_input_shape(INPUT_NAME, tuple(x.shape))
-        out = torch.empty((x.shape[0], *tuple(self._context.get_tensor_shape(OUTPUT_NAME))[1:]), dtype=torch.float32, device="cuda")
-        self._context.set_tensor_address(INPUT_NAME, x.data_ptr())
-        self._context.set_tensor_address(OUTPUT_NAME, out.data_ptr())
-        stream = torch.cuda.current_stream()
-        if not self._context.execute_async_v3(stream.cuda_stream):
-            raise BuildError("TensorRT engine execution failed")
-        stream.synchronize()
-        return {OUTPUT_NAME: out.cpu().numpy()}

@@ -15,10 +15,12 @@ PLUGIN_NAMESPACE = "dslnet_edge"
 PLUGIN_VERSION = "1"
 #: ``tensorrt.plugin`` id, "{namespace}::{name}".
 PLUGIN_ID = f"{PLUGIN_NAMESPACE}::{PLUGIN_NAME}"
-#: The ONNX domain of the plugin node. TensorRT ignores node domains (it dispatches on the op
-#: type and, since 10.x, on the ``plugin_namespace`` attribute); a domain of our own keeps
-#: ``onnx.checker`` and ONNX Runtime from mistaking the node for a standard operator.
-PLUGIN_DOMAIN = "dslnet_edge"
+#: The ONNX domain of the plugin node: always the plugin's namespace. Since TensorRT 10.10 the ONNX
+#: parser's plugin importer reads the namespace from the node's domain (older parsers read only the
+#: ``plugin_namespace`` attribute), so the two must be equal -- both are written, from this one
+#: value. A domain of our own also keeps ``onnx.checker`` and ONNX Runtime from mistaking the node
+#: for a standard operator.
+PLUGIN_DOMAIN = PLUGIN_NAMESPACE
 #: Streams per CSS in DSLNet (the six DCG outputs); the plugin signature is fixed to it.
 NUM_STREAMS = 6
 

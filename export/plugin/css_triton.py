@@ -206,19 +206,40 @@ def _signature(dtype: str, cfg: LaunchConfig) -> dict[str, str]:
     return sig
 
 
+def _ast_source(ast_source, signature: dict[str, str], constants: dict[str, int]):
+    """``ASTSource`` across Triton versions: 3.2 takes ``constants=``, 3.3 and later ``constexprs=``."""
+    import inspect
+
+    params = inspect.signature(ast_source).parameters
+    if "constexprs" in params:
+        return ast_source(fn=css_fused_kernel, signature=signature, constexprs=constants)
+    if "constants" in params:
+        return ast_source(fn=css_fused_kernel, signature=signature, constants=constants)
+    raise RuntimeError(f"triton {triton.__version__}: ASTSource takes neither constexprs= nor constants=; "
+                       "the AOT CSS kernel is written for Triton 3.2 and later")
+
+
+#: What TensorRT's AOT launcher passes to the kernel: the plugin's 10 inputs, the 3 int32 extra
+#: arguments (``SymIntExprs``), the 1 output -- one pointer per parameter to ``cuLaunchKernel``.
+TENSORRT_LAUNCH_PARAMS = 10 + 3 + 1
+
+
 def compile_css_kernel(dtype: str, channels: int, hidden: int, *, target=None) -> CompiledCSS:
-    """Compile the kernel to PTX for ``target`` (default: the current GPU).
+    """Compile the kernel to PTX for ``target`` (default: the current GPU), launchable by TensorRT.
 
-    A Triton kernel's launcher normally passes hidden scratch-buffer pointers after the user
-    arguments; TensorRT's AOT launcher passes only (inputs, extra scalars, outputs). The kernel
-    needs no scratch memory (checked here), so those trailing parameters are never read.
+    Triton 3.3 and later append two hidden pointer parameters (global and profile scratch) after
+    the user arguments, which Triton's own launcher fills; TensorRT's AOT launcher passes only
+    (inputs, extra scalars, outputs) -- 14 here, the kernel in Triton 3.2 -- while ``cuLaunchKernel``
+    reads one pointer per parameter. NVIDIA's quickly_deployable_plugins sample pins Triton 3.2 up to
+    TensorRT 10.14 and 3.5 from 10.16, so neither count can be assumed. The kernel needs no scratch
+    memory (checked), so trailing parameters the PTX never reads are removed from the entry: the
+    result has exactly :data:`TENSORRT_LAUNCH_PARAMS` parameters with every Triton from 3.2 on, and
+    anything else is refused with a RuntimeError (the builder then falls back, saying why).
     """
-    import re
-
     from triton.compiler import ASTSource
 
     cfg = launch_config(channels, hidden)
-    source = ASTSource(fn=css_fused_kernel, signature=_signature(dtype, cfg), constexprs=cfg.constants)
+    source = _ast_source(ASTSource, _signature(dtype, cfg), cfg.constants)
     kwargs = {"target": target} if target is not None else {}
     compiled = triton.compile(source, options={"num_warps": cfg.num_warps}, **kwargs)
     meta = compiled.metadata
@@ -228,7 +249,34 @@ def compile_css_kernel(dtype: str, channels: int, hidden: int, *, target=None) -
                 f"the compiled CSS kernel needs {field}={getattr(meta, field)} bytes, which TensorRT's AOT "
                 "launcher does not provide; use the JIT plugin (aot=0)"
             )
-    ptx = compiled.asm["ptx"]
-    entry = re.search(r"\.entry\s+\w+\s*\((.*?)\)", ptx, re.S)
-    num_params = entry.group(1).count(".param") if entry else 0
+    ptx, num_params = trim_unused_params(compiled.asm["ptx"], meta.name, TENSORRT_LAUNCH_PARAMS)
     return CompiledCSS(meta.name, ptx, meta.num_warps, meta.shared, num_params)
+
+
+def trim_unused_params(ptx: str, entry: str, keep: int) -> tuple[str, int]:
+    """Drop the parameters after the first ``keep`` of ``.entry entry`` when the body never reads them.
+
+    Returns (PTX, parameter count). Raises RuntimeError when the entry has fewer than ``keep``
+    parameters or a trailing one is used (then TensorRT cannot launch it).
+    """
+    import re
+
+    match = re.search(r"(\.entry\s+" + re.escape(entry) + r"\s*\()(.*?)(\))", ptx, re.S)
+    if match is None:
+        raise RuntimeError(f"the PTX has no .entry {entry}")
+    params = [p.strip() for p in match.group(2).split(",") if p.strip()]
+    if len(params) < keep:
+        raise RuntimeError(f"the PTX entry {entry} has {len(params)} parameters; TensorRT's AOT launch passes {keep}")
+    body = ptx[match.end():]
+    for param in params[keep:]:
+        name = param.split()[-1]
+        if re.search(r"\b" + re.escape(name) + r"\b", body):
+            raise RuntimeError(
+                f"triton {triton.__version__} made a CSS kernel that reads the extra parameter {name} (scratch memory), "
+                f"which TensorRT's AOT launch does not pass; use the JIT plugin or Triton 3.2"
+            )
+    if len(params) == keep:
+        return ptx, keep
+    declaration = ",\n".join("\t" + p for p in params[:keep])
+    ptx = ptx[: match.start(2)] + "\n" + declaration + "\n" + ptx[match.end(2):]
+    return ptx, keep

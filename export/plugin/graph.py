@@ -18,7 +18,9 @@ The node TensorRT expects (facts from NVIDIA's docs and sources, not copied code
 * op type = the plugin name, attribute ``plugin_namespace`` (and ``plugin_version``, default
   "1"): onnx-tensorrt's ``FallbackPluginImporter`` looks the creator up by
   (op_type, plugin_version, plugin_namespace); newer parsers route any node carrying a
-  ``plugin_namespace`` attribute to the plugin registry first. The node's domain is not read.
+  ``plugin_namespace`` attribute to the plugin registry first. Since TensorRT 10.10 the plugin
+  importer also reads the namespace from the node's *domain*, so the domain is the namespace
+  (``PLUGIN_DOMAIN == PLUGIN_NAMESPACE``; the test checks every node).
   (github.com/onnx/onnx-tensorrt ``ModelImporter.cpp`` parseNode, ``onnxOpImporters.cpp``
   FallbackPluginImporter; NVIDIA/TensorRT ``samples/python/quickly_deployable_plugins``.)
 * only attributes the plugin declares become plugin fields; initializer inputs become constant

@@ -30,9 +30,10 @@ import re
 
 from export.plugin import NUM_STREAMS, PLUGIN_ID
 
-__all__ = ["PluginSupport", "plugin_support", "register_css_plugin", "tensorrt_version"]
+__all__ = ["PluginSupport", "plugin_support", "check_aot_kernel", "register_css_plugin", "tensorrt_version"]
 
 _registered: str | None = None
+_failed: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,20 +81,47 @@ def plugin_support() -> PluginSupport:
     return PluginSupport(trt.__version__, jit, aot, reason)
 
 
+def check_aot_kernel(support: PluginSupport, *, target=None) -> PluginSupport:
+    """``support`` with AOT turned off (and the reason) when this Triton cannot make a CSS kernel that
+    TensorRT's AOT launch runs: it compiles one for ``target`` (default: the current GPU) and checks its
+    parameters (:func:`export.plugin.css_triton.compile_css_kernel`)."""
+    if not support.aot:
+        return support
+    try:
+        from export.plugin.css_triton import compile_css_kernel
+
+        compile_css_kernel("fp32", 63, 3, target=target)
+    except Exception as exc:  # any compile failure means no AOT kernel here; say which
+        reason = f"the ahead-of-time CSS kernel cannot be made here ({type(exc).__name__}: {exc})"
+        return dataclasses.replace(support, aot=False, reason=reason)
+    return support
+
+
 def register_css_plugin() -> str:
     """Register ``dslnet_edge::DSLNet_CSS`` with TensorRT; returns "aot+jit" or "jit".
 
     Raises RuntimeError naming what is missing when TensorRT has no Python plugins.
     """
-    global _registered
+    global _registered, _failed
     if _registered is not None:
         return _registered
+    if _failed is not None:  # tensorrt.plugin keeps a half-made registration: a retry would only say "already defined"
+        raise RuntimeError(f"registering the CSS plugin failed earlier in this process: {_failed}")
     if NUM_STREAMS != 6:  # css_desc/css_impl below spell out six stream inputs
         raise RuntimeError(f"the CSS plugin signature is written for 6 streams, not {NUM_STREAMS}")
     support = plugin_support()
     if not support.jit:
         raise RuntimeError(f"cannot register the CSS plugin: {support.reason}")
 
+    try:
+        _registered = _register(support)
+    except Exception as exc:
+        _failed = f"{type(exc).__name__}: {exc}"
+        raise
+    return _registered
+
+
+def _register(support: PluginSupport) -> str:
     import tensorrt.plugin as trtp
 
     @trtp.register(PLUGIN_ID)
@@ -125,8 +153,12 @@ def register_css_plugin() -> str:
     mode = "jit"
     if support.aot:
 
+        # TensorRT's validator (tensorrt.plugin._validate._validate_aot_impl, 10.9 to 11.x) wants exactly
+        # (inputs..., outputs, tactic) and this return annotation; the builder passes the tactic.
         @trtp.aot_impl(PLUGIN_ID)
-        def css_aot_impl(s0, s1, s2, s3, s4, s5, fc1_weight, fc1_bias, fc2_weight, fc2_bias, outputs):
+        def css_aot_impl(
+            s0, s1, s2, s3, s4, s5, fc1_weight, fc1_bias, fc2_weight, fc2_bias, outputs: tuple[trtp.TensorDesc], tactic: int
+        ) -> tuple[str | bytes, str | bytes, trtp.KernelLaunchParams, trtp.SymExprs]:
             import tensorrt as trt
 
             from export.plugin.css_triton import compile_css_kernel
@@ -134,7 +166,7 @@ def register_css_plugin() -> str:
             hidden = _build_constant(fc1_weight.shape_expr[1], "CSS hidden width")
             channels = _build_constant(fc1_weight.shape_expr[2], "CSS channels")
             dtype = "fp16" if s0.dtype == trt.float16 else "fp32"
-            kernel = compile_css_kernel(dtype, channels, hidden)
+            kernel = compile_css_kernel(dtype, channels, hidden)  # one kernel for every tactic (no autotune)
             params = trtp.KernelLaunchParams()
             params.grid_x = s0.shape_expr[0]  # one program per sample (symbolic: dynamic batch)
             params.block_x = kernel.num_warps * 32
@@ -144,7 +176,6 @@ def register_css_plugin() -> str:
             return kernel.name.encode(), kernel.ptx.encode(), params, extra
 
         mode = "aot+jit"
-    _registered = mode
     return mode
 
 

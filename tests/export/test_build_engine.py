@@ -269,10 +269,66 @@ def test_parser_errors_fail_the_build(tmp_path):
                            log=lambda line: None)
 
 
+# ---------------------------------------------------------------------------------------------
+# the TensorRT step on a stand-in GPU (tests/fake_gpu.py: the "engine" runs the ONNX in ONNX Runtime)
+# ---------------------------------------------------------------------------------------------
+def _fake_builder(monkeypatch, **engine_options):
+    """TensorRT's compile replaced by one that 'builds' the fake engine of the ONNX it is given."""
+    from fake_gpu import fake_engine_bytes
+
+    import export.tensorrt_build as tensorrt_build
+
+    def build_engine_bytes(onnx_path, *, spec, profile, precision, **kwargs):
+        data = fake_engine_bytes(open(onnx_path, "rb").read(), min_batch=profile.min_batch,
+                                 opt_batch=profile.opt_batch, max_batch=profile.max_batch,
+                                 fail_context=engine_options.get("fail_context", False))
+        if engine_options.get("corrupt"):
+            data = b"\x00" * 64
+        facts = {"tensorrt_version": "10.16.1.11", "strongly_typed": True, "builder_flags": [],
+                 "workspace_bytes": None, "timing_cache": None}
+        return data, facts
+
+    monkeypatch.setattr(tensorrt_build, "build_engine_bytes", build_engine_bytes)
+
+
+@pytest.mark.parametrize("batches", [("5", "6", "8"), ("1", "1", "3")], ids=["min-above-parity-batch", "max-below-it"])
+def test_a_built_engine_is_verified_through_the_runtime_backend(onnx_path, tmp_path, monkeypatch, capsys, batches):
+    """Parity runs 4 random inputs: profile min 5 needs padding, max 3 needs splitting -- the backend's job."""
+    from fake_gpu import fake_gpu
+
+    from dslnet_edge.backends.tensorrt_backend import read_engine_sidecar
+
+    out = tmp_path / "m.engine"
+    _fake_builder(monkeypatch)
+    with fake_gpu(monkeypatch):
+        argv = ["--onnx", str(onnx_path), "--min-batch", batches[0], "--opt-batch", batches[1], "--max-batch", batches[2],
+                "--num-crops", "0", "--out", str(out)]
+        assert main(argv) == 0, capsys.readouterr().err
+    verification = json.loads(artefact_paths(out)["sidecar"].read_text())["verification"]
+    assert verification["verified"] is True and verification["passed"] is True, verification
+    sidecar = read_engine_sidecar(out)
+    assert (sidecar.min_batch, sidecar.max_batch) == (int(batches[0]), int(batches[2]))
+    assert "tensorrt fp32 vs onnxruntime fp32" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.engine", "m.engine.json"]  # no verification leftovers
+
+
+@pytest.mark.parametrize("failure", [{"corrupt": True}, {"fail_context": True}], ids=["not-deserializable", "no-context"])
+def test_an_engine_that_does_not_load_fails_the_build_and_writes_nothing(onnx_path, tmp_path, monkeypatch, capsys, failure):
+    from fake_gpu import fake_gpu
+
+    out = tmp_path / "m.engine"
+    _fake_builder(monkeypatch, **failure)
+    with fake_gpu(monkeypatch):
+        status = main(["--onnx", str(onnx_path), "--max-batch", "4", "--opt-batch", "2", "--num-crops", "0", "--out", str(out)])
+    err = _one_line(capsys)
+    assert status == 1 and "does not load through dslnet_edge's TensorRT backend" in err and "nothing written" in err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_sidecar_is_what_the_runtime_reads(onnx_path, tmp_path):
     """The sidecar build_engine writes, read back by dslnet_edge's TensorRT backend (no TensorRT needed)."""
     from dslnet_edge.backends.tensorrt_backend import read_engine_sidecar
-    from export.build_engine import PluginChoice, PreparedOnnx, sidecar_dict
+    from export.build_engine import PluginChoice, PreparedOnnx, make_sidecar, sidecar_dict
     from export.tensorrt_build import GpuInfo
 
     spec = spec_from_onnx(onnx_path).replace(precision="fp16")
@@ -284,8 +340,10 @@ def test_sidecar_is_what_the_runtime_reads(onnx_path, tmp_path):
         artefact_paths(config.out)["sidecar"].write_text(json.dumps(data))
         read = read_engine_sidecar(config.out)
         assert read.input_spec == spec and read.compute_capability == (8, 7) and read.max_batch == 4
+        assert read == make_sidecar(config, prepared, onnx_path, GpuInfo("NVIDIA Orin", "8.7"), facts,
+                                    {"verified": False}).__class__.from_dict(data, source="x")
         if not plugin.used:
-            assert read.plugin is None
+            assert not read.plugin.used and read.plugin.reason == "off"
         else:
             assert read.plugin.name == "DSLNet_CSS" and read.plugin.namespace == "dslnet_edge"
             assert read.plugin.embedded is (plugin.implementation == "aot")

@@ -84,25 +84,87 @@ def test_launch_config():
         css_triton_module.launch_config(0, 1)
 
 
-def test_aot_compile_to_ptx():
-    """The AOT plugin's compile step, for Hopper and Jetson Orin, without a GPU (Triton's NVIDIA backend)."""
-    code = textwrap.dedent(
-        """
-        from triton.backends.compiler import GPUTarget
-        from export.plugin.css_triton import compile_css_kernel
-        for dtype, cc in (("fp16", 90), ("fp32", 87)):
-            k = compile_css_kernel(dtype, 63, 3, target=GPUTarget("cuda", cc, 32))
-            assert k.name == "css_fused_kernel" and ".entry css_fused_kernel" in k.ptx, k.name
-            assert k.num_warps == 8 and k.num_params >= 14, (k.num_warps, k.num_params)
-            print(dtype, cc, k.num_params, k.shared)
-        """
-    )
+# The AOT plugin's compile step per Triton version, without a GPU (Triton's NVIDIA backend + its bundled
+# ptxas/cuobjdump). NVIDIA's quickly_deployable_plugins sample pins Triton 3.2 up to TensorRT 10.14 and
+# 3.5 from 10.16; 3.2 takes ASTSource(constants=), 3.3+ constexprs= and adds two scratch parameters.
+_AOT_CHECK = textwrap.dedent(
+    """
+    import json, pathlib, re, subprocess, sys, tempfile
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from export.plugin.css_triton import compile_css_kernel
+    bin_dir = pathlib.Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
+    out = {"triton": triton.__version__, "kernels": []}
+    for dtype, cc in (("fp16", 90), ("fp32", 87)):
+        k = compile_css_kernel(dtype, 63, 3, target=GPUTarget("cuda", cc, 32))
+        entry = re.search(r"\\.entry\\s+(\\w+)\\s*\\((.*?)\\)", k.ptx, re.S)
+        ptx_params = entry.group(2).count(".param")
+        arch = re.search(r"\\.target\\s+(\\w+)", k.ptx).group(1)
+        with tempfile.TemporaryDirectory() as tmp:
+            (pathlib.Path(tmp) / "k.ptx").write_text(k.ptx)
+            for ptxas in ("ptxas-blackwell", "ptxas"):  # the newest ptxas Triton ships reads its newest PTX
+                if (bin_dir / ptxas).is_file():
+                    done = subprocess.run([str(bin_dir / ptxas), f"-arch={arch}", "k.ptx", "-o", "k.cubin"], cwd=tmp,
+                                          capture_output=True, text=True)
+                    if done.returncode == 0:
+                        break
+            assert done.returncode == 0, done.stderr
+            elf = subprocess.run([str(bin_dir / "cuobjdump"), "-elf", "k.cubin"], cwd=tmp, capture_output=True,
+                                 text=True, check=True).stdout
+        ordinals = {int(m, 16) for m in re.findall(r"Ordinal\\s*:\\s*0x([0-9a-f]+)", elf)}
+        out["kernels"].append({"dtype": dtype, "cc": cc, "name": k.name, "entry": entry.group(1), "num_warps": k.num_warps,
+                               "num_params": k.num_params, "ptx_params": ptx_params, "cubin_params": len(ordinals),
+                               "launch": 14})
+    print(json.dumps(out))
+    """
+)
+
+
+def _triton_32_python() -> str | None:
+    """A Python with triton 3.2 (a throwaway venv: $DSLNET_TRITON32_PYTHON or ~/.cache/dslnet-edge/triton-3.2)."""
+    path = os.environ.get("DSLNET_TRITON32_PYTHON") or os.path.expanduser("~/.cache/dslnet-edge/triton-3.2/bin/python")
+    return path if os.path.isfile(path) else None
+
+
+@pytest.mark.parametrize("which", ["installed", "3.2"])
+def test_aot_kernel_is_what_tensorrt_launches(which):
+    """Compiles; the PTX entry and the assembled cubin have exactly the 14 parameters TensorRT's AOT launch
+    passes (10 inputs, 3 int32 extra args, 1 output) in the kernel's argument order; name and warps match."""
+    python = sys.executable
+    if which == "3.2":
+        python = _triton_32_python()
+        if python is None:
+            pytest.skip("no Python with triton 3.2 here (python -m venv ~/.cache/dslnet-edge/triton-3.2 && "
+                        "~/.cache/dslnet-edge/triton-3.2/bin/pip install triton==3.2.0); the installed triton is tested")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["TRITON_DEFAULT_FP_FUSION"] = "1"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    env["PYTHONPATH"] = os.pathsep.join([str(__import__("pathlib").Path(__file__).resolve().parents[2]), env.get("PYTHONPATH", "")])
+    result = subprocess.run([python, "-c", _AOT_CHECK], capture_output=True, text=True, env=env, timeout=300)
     if result.returncode and "ptxas" in result.stderr.lower() and "not found" in result.stderr.lower():
         pytest.skip("triton's bundled ptxas is missing")
     assert result.returncode == 0, result.stderr[-2000:]
+    report = __import__("json").loads(result.stdout.strip().splitlines()[-1])
+    if which == "3.2":
+        assert report["triton"].startswith("3.2."), report["triton"]
+    for k in report["kernels"]:
+        assert k["name"] == k["entry"] == "css_fused_kernel" and k["num_warps"] == 8, k
+        assert k["num_params"] == k["ptx_params"] == k["cubin_params"] == 14, (report["triton"], k)
+    # the kernel's own argument order is the launch order: 10 pointers in, 3 int32, 1 pointer out
+    names = css_triton_module.css_fused_kernel.arg_names
+    assert names[:10] == ["s0", "s1", "s2", "s3", "s4", "s5", "w1_ptr", "b1_ptr", "w2_ptr", "b2_ptr"]
+    assert names[10:14] == ["C", "HW", "R", "out_ptr"]
+
+
+def test_trim_refuses_a_kernel_that_reads_its_extra_parameters():
+    ptx = (".visible .entry k(\n\t.param .u64 k_param_0,\n\t.param .u64 k_param_1\n)\n{\n"
+           "\tld.param.b64 %rd1, [k_param_1];\n}\n")
+    with pytest.raises(RuntimeError, match="reads the extra parameter k_param_1"):
+        css_triton_module.trim_unused_params(ptx, "k", 1)
+    with pytest.raises(RuntimeError, match="has 2 parameters; TensorRT's AOT launch passes 3"):
+        css_triton_module.trim_unused_params(ptx, "k", 3)
+    unused = ptx.replace("[k_param_1]", "[k_param_0]")
+    trimmed, count = css_triton_module.trim_unused_params(unused, "k", 1)
+    assert count == 1 and "k_param_1" not in trimmed and "k_param_0" in trimmed
 
 
 @pytest.mark.gpu

@@ -37,6 +37,8 @@ def test_node_form_tensorrt_expects(plugin_proto):
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         assert attrs == {"plugin_namespace": PLUGIN_NAMESPACE.encode(), "plugin_version": b"1", "aot": 1}
         assert node.domain == PLUGIN_DOMAIN
+        # TensorRT >= 10.10 takes the plugin namespace from the node's domain, older ones from the attribute
+        assert node.domain == attrs["plugin_namespace"].decode() == PLUGIN_NAMESPACE
         streams, weights = node.input[:NUM_STREAMS], node.input[NUM_STREAMS:]
         assert len(streams) == 6 and not set(streams) & set(inits)  # activations
         w1, b1, w2, b2 = (inits[w] for w in weights)  # the FC weights travel with the node

@@ -8,7 +8,13 @@ import sys
 
 import pytest
 
-from export.plugin.trt_plugin import plugin_support, register_css_plugin, tensorrt_version
+from export.plugin.trt_plugin import (
+    PluginSupport,
+    check_aot_kernel,
+    plugin_support,
+    register_css_plugin,
+    tensorrt_version,
+)
 
 
 def test_import_is_light():
@@ -45,3 +51,25 @@ def test_register_with_tensorrt():
 
     creator = trt.get_plugin_registry().get_creator("DSLNet_CSS", "1", "dslnet_edge")
     assert creator is not None
+
+
+def test_a_kernel_tensorrt_cannot_launch_turns_aot_off(monkeypatch):
+    """build_engine probes the AOT kernel first: a Triton whose kernel TensorRT cannot launch falls back (auto: plain
+    ONNX, on: JIT) with one line saying why, instead of failing inside TensorRT's build."""
+    css_triton = pytest.importorskip("export.plugin.css_triton", reason="needs triton")
+    from export.build_engine import decide_css_plugin
+
+    support = PluginSupport("10.16.1.11", True, True)
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("triton 9.9 made a CSS kernel that reads the extra parameter p14 (scratch memory)")
+
+    monkeypatch.setattr(css_triton, "compile_css_kernel", refuse)
+    checked = check_aot_kernel(support)
+    assert checked.jit and not checked.aot and "reads the extra parameter p14" in checked.reason
+    auto = decide_css_plugin("auto", checked, have_model=True, has_css=True, precision="fp16")
+    assert not auto.used and "reads the extra parameter p14" in auto.reason and "--css-plugin on" in auto.reason
+    on = decide_css_plugin("on", checked, have_model=True, has_css=True, precision="fp16")
+    assert on.used and on.implementation == "jit"
+    monkeypatch.setattr(css_triton, "compile_css_kernel", lambda *a, **k: None)
+    assert check_aot_kernel(support) is support

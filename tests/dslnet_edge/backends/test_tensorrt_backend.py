@@ -1,13 +1,14 @@
-"""TensorRT backend: the sidecar contract and compatibility checks (pure Python, always run), and
-the real engine path (runs only where TensorRT and a GPU exist; skipped with the reason elsewhere).
-
-No TensorRT object is faked here: without TensorRT only the code that runs before TensorRT is
-imported is tested.
+"""TensorRT backend: the sidecar contract and compatibility checks (pure Python), the backend on a stand-in
+GPU (``tests/fake_gpu.py``: a fake CUDA runtime and TensorRT whose "engine" runs a real ONNX model in ONNX
+Runtime, and whose names are checked against TensorRT's real bindings by the contract tests), and the
+real engine path (runs only where TensorRT and a GPU exist; skipped with the reason elsewhere).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import threading
 import warnings
 
 import numpy as np
@@ -16,29 +17,32 @@ import pytest
 from dslnet_edge.backends import ArtifactError, ArtifactNotFoundError, BackendError
 from dslnet_edge.backends.tensorrt_backend import (
     EngineCompatibilityError,
+    EnginePlugin,
     EngineSidecar,
-    PluginInfo,
     TensorRTBackend,
     check_compatibility,
     read_engine_sidecar,
     sidecar_path,
     tensorrt_available,
 )
+from dslnet_edge.backends.tensorrt_sidecar import write_engine_sidecar
 from dslnet_edge.spec import InputSpec
 
 SPEC = InputSpec(height=16, width=8, feature_dim=32, precision="fp16")
 
 
+def _sidecar_object(**changes) -> EngineSidecar:
+    fields = dict(
+        input_spec=SPEC, precision="fp16", tensorrt_version="10.3.0", gpu_name="Orin", compute_capability=(8, 7),
+        profile_input="images", min_shape=(1, 3, 16, 8), opt_shape=(8, 3, 16, 8), max_shape=(32, 3, 16, 8),
+    )
+    fields.update(changes)
+    return EngineSidecar(**fields)
+
+
 def _sidecar(**changes) -> dict:
-    data = {
-        "input_spec": SPEC.to_dict(),
-        "tensorrt_version": "10.3.0",
-        "gpu": {"name": "Orin", "compute_capability": "8.7"},
-        "precision": "fp16",
-        "profile": {"min_batch": 1, "opt_batch": 8, "max_batch": 32},
-        "plugin": None,
-        "onnx_sha256": "0" * 64,
-    }
+    """The JSON export.build_engine writes, with top-level keys changed (``...`` removes one)."""
+    data = _sidecar_object().to_dict()
     data.update(changes)
     return {k: v for k, v in data.items() if v is not ...}
 
@@ -57,43 +61,26 @@ def test_sidecar_path_sits_beside_the_engine(tmp_path):
 
 
 def test_sidecar_round_trip(tmp_path):
-    sidecar = read_engine_sidecar(_write(tmp_path, _sidecar()))
-    assert sidecar.input_spec == SPEC
-    assert sidecar.tensorrt_version == "10.3.0"
-    assert (sidecar.gpu_name, sidecar.compute_capability) == ("Orin", (8, 7))
-    assert sidecar.max_batch == 32 and sidecar.plugin is None and sidecar.precision == "fp16"
+    jit = EnginePlugin(used=True, implementation="jit", reason="r", name="DSLNet_CSS", namespace="dslnet_edge",
+                       register="export.plugin.trt_plugin:register_css_plugin")
+    for sidecar in (_sidecar_object(), _sidecar_object(plugin=jit, int8_gate={"passed": True}, workspace_bytes=1 << 30,
+                                                       hardware_compatibility="ampere_plus", onnx_sha256="0" * 64)):
+        engine = tmp_path / "model.engine"
+        write_engine_sidecar(engine, sidecar)
+        read = read_engine_sidecar(engine)
+        assert read == sidecar and read.to_dict() == sidecar.to_dict()
+    assert read.max_batch == 32 and read.min_batch == 1 and read.plugin.register and not read.plugin.embedded
+    aot = dataclasses.replace(jit, implementation="aot")
+    assert aot.embedded and not EnginePlugin().used
 
 
-def test_plugin_entry_forms(tmp_path):
-    plugin = {"name": "DSLNet_CSS", "version": "1", "namespace": "dslnet_edge", "module": "some.module"}
-    sidecar = read_engine_sidecar(_write(tmp_path, _sidecar(plugin=plugin)))
-    assert sidecar.plugin == PluginInfo(name="DSLNet_CSS", version="1", namespace="dslnet_edge", module="some.module")
-    assert read_engine_sidecar(_write(tmp_path, _sidecar(plugin="pkg.css_plugin"))).plugin.module == "pkg.css_plugin"
-    assert read_engine_sidecar(_write(tmp_path, _sidecar(plugin={"name": "X", "embedded": True}))).plugin.embedded
-
-
-def test_export_build_engine_sidecar_layout(tmp_path):
-    """The layout python -m export.build_engine writes (css_plugin entry, profile as shapes)."""
-    data = _sidecar(
-        format="dslnet_edge.engine",
-        format_version=1,
-        profile={"input": "images", "min": [1, 3, 16, 8], "opt": [8, 3, 16, 8], "max": [16, 3, 16, 8]},
-        plugin=...,
-        css_plugin={"used": False, "implementation": None, "reason": "TensorRT 10.3 has no Python plugins"},
-    )
-    sidecar = read_engine_sidecar(_write(tmp_path, data))
-    assert sidecar.max_batch == 16 and sidecar.plugin is None
-    aot = {"used": True, "implementation": "aot", "reason": "", "name": "DSLNet_CSS", "namespace": "dslnet_edge", "version": "1"}
-    plugin = read_engine_sidecar(_write(tmp_path, {**data, "css_plugin": aot})).plugin
-    assert plugin == PluginInfo(name="DSLNet_CSS", version="1", namespace="dslnet_edge", embedded=True)
-    jit = {**aot, "implementation": "jit", "register": "export.plugin.trt_plugin:register_css_plugin"}
-    plugin = read_engine_sidecar(_write(tmp_path, {**data, "css_plugin": jit})).plugin
-    assert not plugin.embedded and plugin.register == "export.plugin.trt_plugin:register_css_plugin"
-
-
-def test_flat_gpu_keys_are_accepted(tmp_path):
-    sidecar = read_engine_sidecar(_write(tmp_path, _sidecar(gpu=..., gpu_name="NVIDIA H100", compute_capability=[9, 0])))
-    assert (sidecar.gpu_name, sidecar.compute_capability) == ("NVIDIA H100", (9, 0))
+def test_the_reader_takes_only_what_the_writer_writes(tmp_path):
+    """One schema: the flat GPU keys, 'trt_version', a 'plugin' entry or 'max_batch' are not read as aliases."""
+    for extra in ({"trt_version": "10.3.0"}, {"gpu_name": "Orin"}, {"plugin": None}, {"max_batch": 4}):
+        with pytest.raises(ArtifactError, match="unknown keys"):
+            read_engine_sidecar(_write(tmp_path, _sidecar(**extra)))
+    with pytest.raises(ArtifactError, match="lacks the 'tensorrt_version' entry"):
+        read_engine_sidecar(_write(tmp_path, _sidecar(tensorrt_version=...)))
 
 
 @pytest.mark.parametrize(
@@ -101,17 +88,23 @@ def test_flat_gpu_keys_are_accepted(tmp_path):
     [
         ({"input_spec": ...}, "lacks the 'input_spec' entry"),
         ({"input_spec": {"height": 0}}, "invalid input_spec"),
-        ({"tensorrt_version": ...}, "lacks a valid 'tensorrt_version'"),
-        ({"tensorrt_version": "ten"}, "lacks a valid 'tensorrt_version'"),
-        ({"gpu": ...}, "lacks the GPU it was built for"),
+        ({"tensorrt_version": "ten"}, "tensorrt_version must be a version string"),
+        ({"gpu": ...}, "lacks the 'gpu' entry"),
         ({"gpu": {"name": "Orin", "compute_capability": "eight"}}, "lacks the GPU it was built for"),
-        ({"plugin": {"version": "2"}}, "names no plugin and nothing to load"),
-        ({"plugin": {"name": "X", "register": "no_colon"}}, "'register' must be 'module:function'"),
+        ({"css_plugin": {"used": True, "implementation": "aot"}}, "a used plugin needs its name"),
+        ({"css_plugin": {"used": True, "implementation": "jit", "name": "X", "register": "no_colon"}},
+         "'register' must be 'module:function'"),
+        ({"css_plugin": {"used": "yes"}}, "'used' must be true or false"),
+        ({"css_plugin": 3}, "'css_plugin' must be Mapping"),
         ({"format": "someone.else"}, "is not a dslnet_edge engine sidecar"),
-        ({"format_version": 2}, "format_version 2; this dslnet_edge reads up to 1"),
-        ({"plugin": 3}, "'plugin' must be null or an object"),
-        ({"profile": {"max_batch": 0}}, "max_batch must be a positive integer"),
+        ({"format": ...}, "is not a dslnet_edge engine sidecar"),
+        ({"format_version": 2}, "format_version 2; this dslnet_edge reads 1 to 1"),
+        ({"profile": {"input": "images", "min": [0, 3, 16, 8], "opt": [8, 3, 16, 8], "max": [32, 3, 16, 8]}},
+         r"profile min must be \[N >= 1, 3, 16, 8\]"),
+        ({"profile": {"input": "images", "min": [9, 3, 16, 8], "opt": [8, 3, 16, 8], "max": [32, 3, 16, 8]}},
+         "min <= opt <= max"),
         ({"hardware_compatibility": "any_gpu"}, "unknown hardware_compatibility"),
+        ({"precision": "int4"}, "precision must be one of"),
     ],
 )
 def test_invalid_sidecars_name_file_and_key(tmp_path, changes, error):
@@ -136,7 +129,7 @@ def test_missing_and_corrupt_sidecars(tmp_path):
 
 # -- compatibility ------------------------------------------------------------------------------
 def _check(sidecar_changes=None, **here):
-    sidecar = EngineSidecar.from_dict(_sidecar(**(sidecar_changes or {})), source="model.engine.json")
+    sidecar = _sidecar_object(**(sidecar_changes or {}))
     here = {"tensorrt_version": "10.3.0", "gpu_name": "Orin", "compute_capability": (8, 7), **here}
     check_compatibility(sidecar, source="model.engine", **here)
 
@@ -196,10 +189,154 @@ def test_without_tensorrt_the_error_says_what_to_install(tmp_path):
         TensorRTBackend(engine)
 
 
-def test_device_must_be_a_gpu(tmp_path):
-    pytest.importorskip("tensorrt", reason="TensorRT is not installed; device parsing happens after the import")
-    with pytest.raises(ValueError, match="device must be 'cuda' or 'cuda:N'"):
+def test_device_must_be_a_gpu(tmp_path, monkeypatch):
+    from fake_gpu import fake_gpu
+
+    with fake_gpu(monkeypatch), pytest.raises(ValueError, match="device must be 'cuda' or 'cuda:N'"):
         TensorRTBackend(_write(tmp_path, _sidecar()), device="cpu")
+
+
+# -- the backend on a stand-in GPU (tests/fake_gpu.py) ---------------------------------------------
+def _fake_engine(tmp_path, *, min_batch=1, opt_batch=4, max_batch=8, fail_context=False, gpu=("NVIDIA H200", (9, 0))):
+    from fake_gpu import fake_engine_bytes
+    from testutils import tiny_embedding_onnx
+
+    spec = SPEC.replace(precision="fp32")
+    onnx_path = tiny_embedding_onnx(tmp_path / "tiny.onnx", spec)
+    engine = tmp_path / "tiny.engine"
+    engine.write_bytes(fake_engine_bytes(onnx_path.read_bytes(), min_batch=min_batch, opt_batch=opt_batch,
+                                         max_batch=max_batch, fail_context=fail_context))
+    write_engine_sidecar(engine, _sidecar_object(
+        input_spec=spec, precision="fp32", tensorrt_version="10.16.1.11", gpu_name=gpu[0], compute_capability=gpu[1],
+        min_shape=(min_batch, 3, 16, 8), opt_shape=(opt_batch, 3, 16, 8), max_shape=(max_batch, 3, 16, 8)))
+    return engine, onnx_path
+
+
+def _ort(onnx_path, batch):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).run(None, {"images": batch})[0]
+
+
+def _batch(n, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, (n, 3, 16, 8)).astype(np.float32)
+
+
+def test_fake_gpu_engine_matches_onnxruntime(tmp_path, monkeypatch):
+    from fake_gpu import fake_gpu
+
+    engine, onnx_path = _fake_engine(tmp_path)
+    with fake_gpu(monkeypatch):
+        backend = TensorRTBackend(engine)
+        try:
+            assert backend.max_batch == 8
+            for n in (1, 3, 8):
+                np.testing.assert_allclose(backend.infer(_batch(n, n)), _ort(onnx_path, _batch(n, n)), atol=1e-5)
+            with pytest.raises(ValueError, match="exceeds the model's max batch 8"):
+                backend.infer(_batch(9))
+        finally:
+            backend.close()
+
+
+def test_batches_below_the_profile_min_are_padded(tmp_path, monkeypatch):
+    """A batch of 2 on a profile of min 4: TensorRT refuses the shape, so the backend pads and drops the rows."""
+    from fake_gpu import fake_gpu
+
+    engine, onnx_path = _fake_engine(tmp_path, min_batch=4, opt_batch=4, max_batch=6)
+    with fake_gpu(monkeypatch):
+        backend = TensorRTBackend(engine)
+        try:
+            out = backend.infer(_batch(2))
+            np.testing.assert_allclose(out, _ort(onnx_path, _batch(2)), atol=1e-5)
+            assert out.shape == (2, 32)
+        finally:
+            backend.close()
+
+
+def test_the_device_is_made_current_on_every_calling_thread(tmp_path, monkeypatch):
+    """device='cuda:1', built on this thread, used from another: the CUDA device is per thread, so every call
+    must select device 1 there (a context of device 1 run with device 0 current fails)."""
+    from fake_gpu import fake_gpu
+
+    engine, onnx_path = _fake_engine(tmp_path)
+    with fake_gpu(monkeypatch) as gpu:
+        backend = TensorRTBackend(engine, device="cuda:1")
+        try:
+            assert set(gpu.cudart.device_of.values()) == {1}  # buffers on device 1
+            results, errors = [], []
+
+            def worker():
+                try:
+                    results.append(backend.infer(_batch(3)))
+                except Exception as exc:  # reported below
+                    errors.append(exc)
+
+            thread = threading.Thread(target=worker)
+            thread.start()
+            thread.join()
+            assert not errors, errors
+            np.testing.assert_allclose(results[0], _ort(onnx_path, _batch(3)), atol=1e-5)
+            worker_calls = [(name, detail) for tid, name, detail in gpu.cudart.calls if tid == thread.ident]
+            assert worker_calls[0] == ("cudaSetDevice", 1), worker_calls
+            assert all(detail == 1 for name, detail in worker_calls if name == "cudaMemcpyAsync"), worker_calls
+        finally:
+            backend.close()
+
+
+def test_with_pycuda_every_tensorrt_object_is_made_and_run_in_the_devices_context(tmp_path, monkeypatch):
+    """pycuda (driver API): nothing is current until a context is pushed; runtime, engine and execution context
+    must be created with the device's context pushed, and each call from any thread pushes it again."""
+    from fake_gpu import fake_gpu
+
+    engine, onnx_path = _fake_engine(tmp_path)
+    with fake_gpu(monkeypatch, pycuda=True) as gpu:
+        backend = TensorRTBackend(engine, device="cuda:1")
+        try:
+            assert set(gpu.driver.device_of.values()) == {1}
+            results = []
+            thread = threading.Thread(target=lambda: results.append(backend.infer(_batch(3))))
+            thread.start()
+            thread.join()
+            np.testing.assert_allclose(results[0], _ort(onnx_path, _batch(3)), atol=1e-5)
+            np.testing.assert_allclose(backend.infer(_batch(2)), _ort(onnx_path, _batch(2)), atol=1e-5)
+            assert gpu.driver.current is None  # every push was popped
+        finally:
+            backend.close()
+
+
+def test_fake_gpu_failures_are_clear(tmp_path, monkeypatch):
+    from fake_gpu import fake_gpu
+
+    engine, _ = _fake_engine(tmp_path, fail_context=True)
+    with fake_gpu(monkeypatch):
+        with pytest.raises(BackendError, match="could not create an execution context.*out of device memory"):
+            TensorRTBackend(engine)
+        engine.write_bytes(b"not an engine")
+        with pytest.raises(ArtifactError, match="could not deserialize.*magic tag mismatch"):
+            TensorRTBackend(engine)
+        with pytest.raises(BackendError, match="cudaSetDevice failed"):
+            TensorRTBackend(_fake_engine(tmp_path)[0], device="cuda:5")
+    engine, _ = _fake_engine(tmp_path, gpu=("Orin", (8, 7)))
+    with fake_gpu(monkeypatch), pytest.raises(EngineCompatibilityError, match="built for Orin"):
+        TensorRTBackend(engine)
+
+
+def test_a_jit_plugin_engine_registers_its_plugin_first(tmp_path, monkeypatch):
+    from fake_gpu import fake_gpu
+
+    engine, onnx_path = _fake_engine(tmp_path)
+    sidecar = read_engine_sidecar(engine)
+    plugin = EnginePlugin(used=True, implementation="jit", name="DSLNet_CSS", namespace="dslnet_edge",
+                          register="gc:collect")  # importable, registers nothing
+    write_engine_sidecar(engine, dataclasses.replace(sidecar, plugin=plugin))
+    with fake_gpu(monkeypatch), pytest.raises(ArtifactError, match="not registered after calling gc:collect"):
+        TensorRTBackend(engine)
+    write_engine_sidecar(engine, dataclasses.replace(sidecar, plugin=dataclasses.replace(plugin, register="no_such_pkg:f")))
+    with fake_gpu(monkeypatch), pytest.raises(ArtifactError, match="which does not import here"):
+        TensorRTBackend(engine)
+    write_engine_sidecar(engine, dataclasses.replace(sidecar, plugin=dataclasses.replace(plugin, implementation="aot")))
+    with fake_gpu(monkeypatch):
+        TensorRTBackend(engine).close()  # embedded: nothing to register
 
 
 # -- real TensorRT (skipped where it is absent) -------------------------------------------------
@@ -228,17 +365,10 @@ def _build_tiny_engine(tmp_path):
     from cuda.bindings import runtime as cudart
 
     _, props = cudart.cudaGetDeviceProperties(0)
-    sidecar_path(engine).write_text(
-        json.dumps(
-            {
-                "input_spec": spec.to_dict(),
-                "tensorrt_version": trt.__version__,
-                "gpu": {"name": props.name.split(b"\0")[0].decode(), "compute_capability": f"{props.major}.{props.minor}"},
-                "profile": {"min_batch": 1, "opt_batch": 4, "max_batch": 8},
-                "plugin": None,
-            }
-        )
-    )
+    write_engine_sidecar(engine, _sidecar_object(
+        input_spec=spec, precision="fp32", tensorrt_version=trt.__version__,
+        gpu_name=props.name.split(b"\0")[0].decode(), compute_capability=(props.major, props.minor),
+        min_shape=(1, 3, 16, 8), opt_shape=(4, 3, 16, 8), max_shape=(8, 3, 16, 8)))
     return engine, onnx_path
 
 
