@@ -261,7 +261,7 @@ def gate_path_for(int8_onnx: str | os.PathLike) -> Path:
 
 def read_gate(int8_onnx: str | os.PathLike) -> GateResult | None:
     """The gate result saved beside ``int8_onnx`` -- only if it judged exactly this file (sha256), else None."""
-    from calibration.quantize import file_sha256
+    from dslnet_edge._io import file_sha256
 
     path = gate_path_for(int8_onnx)
     if not path.is_file() or not Path(int8_onnx).is_file():
@@ -416,7 +416,7 @@ def run_gate(
     Returns the :class:`GateResult` whether it passed or not (:func:`check_gate` raises on a
     failure). ``holdout`` overrides the selection from ``holdout_dir`` (tests, benchmarks).
     """
-    from calibration.quantize import file_sha256
+    from dslnet_edge._io import file_sha256
     from dslnet_edge.backends.onnxruntime_backend import OnnxRuntimeBackend
     from dslnet_edge.compare import Tolerances, compare
     from dslnet_edge.metrics import cosine_distance, evaluate_rank

@@ -62,7 +62,7 @@ from typing import Any
 
 from calibration.crops import collect_crops, read_crop
 from calibration.errors import CalibrationError
-from dslnet_edge._io import atomic_write, atomic_write_text
+from dslnet_edge._io import atomic_write, atomic_write_text, file_sha256
 from dslnet_edge.spec import SPEC_METADATA_KEY, InputSpec
 
 __all__ = [
@@ -448,14 +448,6 @@ def _stride(reader: _CropReader) -> int:
 # ---------------------------------------------------------------------------------------------
 # the range cache
 # ---------------------------------------------------------------------------------------------
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _cache_key(onnx_sha: str, crops: Sequence[Path], crops_dir: Path, config: QuantizeConfig) -> dict[str, Any]:
     """What the ranges depend on: the graph, the exact crops (content, in order), the options, ONNX Runtime."""
     crops_digest = hashlib.sha256()
