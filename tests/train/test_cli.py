@@ -51,6 +51,22 @@ def test_run_errors_are_one_line(argv, message, capsys, tmp_path):
     assert message in one_error_line(capsys)
 
 
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--height", "7", "--width", "3"], "data.height and data.width must be >= 13 (DSLNet downsamples by 16"),
+        (["--lr", "nan"], "optim.lr must be a finite number, got nan"),
+        (["--lr", "inf"], "optim.lr must be a finite number, got inf"),
+        (["--set", "loss.margin=.nan"], "must be a finite number"),
+    ],
+)
+def test_run_bad_values_are_refused_before_anything_is_written(argv, message, synthetic_market, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run.main(["--data-root", str(synthetic_market), "--output", str(out), "--epochs", "1", *argv]) == 2
+    assert message in one_error_line(capsys)
+    assert not out.exists()  # no config.yaml, no checkpoint
+
+
 def test_run_resume_with_a_corrupt_checkpoint(small_checkpoint, tmp_path, capsys, synthetic_market):
     corrupt = tmp_path / "last.pt"
     corrupt.write_bytes(small_checkpoint.read_bytes()[:500])
@@ -133,6 +149,41 @@ def test_evaluate_errors_are_one_line(argv, message, small_checkpoint, capsys):
     argv = [a.replace("{ckpt}", str(small_checkpoint)) for a in argv]
     assert evaluate.main(argv) == 2
     assert message in one_error_line(capsys)
+
+
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [
+        ("--max-images", "-5", "--max-images must be an integer >= 0, got -5 (0 = all)"),
+        ("--batch-size", "0", "--batch-size must be an integer >= 1, got 0"),
+        ("--threads", "-1", "--threads must be an integer >= 0, got -1"),
+    ],
+)
+def test_evaluate_bad_numbers_are_one_line(flag, value, message, small_checkpoint, synthetic_market, tmp_path, capsys):
+    argv = ["--checkpoint", str(small_checkpoint), "--data-root", str(synthetic_market), "--output", str(tmp_path / "e")]
+    assert evaluate.main([*argv, flag, value]) == 2
+    assert message in one_error_line(capsys)
+    assert not (tmp_path / "e").exists()
+
+
+@pytest.mark.parametrize("train_folder", ["empty", "absent"])
+def test_evaluate_does_not_need_the_training_folder(train_folder, small_checkpoint, synthetic_market, tmp_path, capsys):
+    """Evaluation reads query/ and bounding_box_test/ only; it used to refuse a root whose bounding_box_train/ is empty."""
+    import shutil
+
+    root = tmp_path / "test_only"
+    for sub in ("query", "bounding_box_test"):
+        shutil.copytree(synthetic_market / sub, root / sub)
+    if train_folder == "empty":
+        (root / "bounding_box_train").mkdir()
+    argv = ["--checkpoint", str(small_checkpoint), "--data-root", str(root), "--output", str(tmp_path / "e"), "--json",
+            "--no-plots"]
+    assert evaluate.main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["num_query"] == 8 and report["num_gallery"] == 12
+    full = evaluate.main([*argv[:3], str(synthetic_market), *argv[4:]])  # the same numbers as with the training folder
+    assert full == 0
+    assert json.loads(capsys.readouterr().out)["results"] == report["results"]
 
 
 def test_evaluate_rejects_a_foreign_onnx(tmp_path, capsys, synthetic_market):
