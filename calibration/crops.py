@@ -2,7 +2,7 @@
 
 INT8 scales are only as good as the pixels they were measured on, so calibration sees exactly
 what deployment sees: real person crops, read by OpenCV (BGR uint8) and turned into network
-input by :func:`dslnet_edge.preprocess.preprocess` with the model's own
+input by :func:`dslnet_edge.preprocessing.preprocess` with the model's own
 :class:`~dslnet_edge.spec.InputSpec` (read from the ONNX metadata, never hard-coded).
 
 Sampling is deterministic (a seed, sorted listings) and spreads the chosen images over
@@ -119,7 +119,7 @@ def read_crop(path: str | os.PathLike) -> np.ndarray:
 
 def crop_batches(paths: Sequence[Path], spec: InputSpec, *, batch_size: int = 16) -> Iterator[np.ndarray]:
     """Network input batches (``float32 [n, 3, H, W]``, raw 0-255) of ``paths``, through the one preprocessing function."""
-    from dslnet_edge.preprocess import preprocess
+    from dslnet_edge.preprocessing import preprocess
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")

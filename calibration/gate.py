@@ -4,7 +4,7 @@ Peer tools ship INT8 engines whose accuracy silently collapsed. Here an INT8 mod
 accepted after both models ran in ONNX Runtime on the same held-out person crops (never the
 crops it was calibrated on) and the INT8 one stayed within the thresholds:
 
-* **embedding agreement** (:func:`dslnet_edge.compare.compare`, the project's one parity
+* **embedding agreement** (:func:`dslnet_edge.comparison.compare`, the project's one parity
   function): mean and minimum per-crop cosine between INT8 and FP32 embeddings;
 * **retrieval** (:mod:`dslnet_edge.metrics`), when the file names carry identities and cameras
   (Market-1501 style, ``<pid>_c<cam>...``): Rank-1 and mAP of FP32 and of INT8 on a
@@ -418,7 +418,7 @@ def run_gate(
     """
     from dslnet_edge._io import file_sha256
     from dslnet_edge.backends.onnxruntime_backend import OnnxRuntimeBackend
-    from dslnet_edge.compare import Tolerances, compare
+    from dslnet_edge.comparison import Tolerances, compare
     from dslnet_edge.metrics import cosine_distance, evaluate_rank
 
     fp32 = OnnxRuntimeBackend(fp32_onnx, intra_op_threads=threads)

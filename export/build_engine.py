@@ -440,7 +440,7 @@ def _compile(config: EngineBuildConfig, prepared: PreparedOnnx, gpu, *, log) -> 
 
 def _verify(engine: bytes, prepared: PreparedOnnx, config: EngineBuildConfig, *, log) -> dict[str, Any]:
     """The engine on the GPU against the FP32 ONNX in ONNX Runtime (when torch has CUDA)."""
-    from dslnet_edge.compare import Tolerances
+    from dslnet_edge.comparison import Tolerances
     from export.parity import check_parity
     from export.precision import FP16_TOLERANCES, INT8_SANITY_TOLERANCES
     from export.tensorrt_build import BuildError, EngineRunner

@@ -1,8 +1,8 @@
 """Parity checks run on every export: the graph in ONNX Runtime against PyTorch (or another graph).
 
-The comparison itself is :func:`dslnet_edge.compare.compare`; this module only brings the
+The comparison itself is :func:`dslnet_edge.comparison.compare`; this module only brings the
 runners (PyTorch, ONNX Runtime) and the inputs: random 0-255 images and, when available, real
-person crops through the one preprocessing function :func:`dslnet_edge.preprocess.preprocess`.
+person crops through the one preprocessing function :func:`dslnet_edge.preprocessing.preprocess`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnx
 
-from dslnet_edge.compare import ComparisonResult, Tolerances, compare
+from dslnet_edge.comparison import ComparisonResult, Tolerances, compare
 from dslnet_edge.images import IMAGE_SUFFIXES, is_image_file, read_image
 from dslnet_edge.spec import InputSpec
 from export.onnx import OUTPUT_NAME, random_images
@@ -102,7 +102,7 @@ def parity_inputs(
     seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray | None, str]:
     """(random batch, real batch or None, note saying why real crops are missing)."""
-    from dslnet_edge.preprocess import preprocess
+    from dslnet_edge.preprocessing import preprocess
 
     if num_random < 1:
         raise ValueError(f"num_random must be >= 1, got {num_random}")

@@ -16,7 +16,7 @@ and gallery stay comparable). Layouts:
 
 A wrong or empty layout raises :class:`DatasetError` naming what was expected.
 
-Images are decoded once with OpenCV (BGR) and resized with :func:`dslnet_edge.preprocess.resize_crop`
+Images are decoded once with OpenCV (BGR) and resized with :func:`dslnet_edge.preprocessing.resize_crop`
 (the resize the runtime uses) into RAM in the model's channel order: CPU is the training bottleneck
 here, so no image is decoded from the original file twice. ``cache="decoded"`` keeps one
 ``uint8 [N, H, W, 3]`` array (7,239 CUHK03 images: 712 MB at 256x128, 178 MB at 128x64);
@@ -37,7 +37,7 @@ import numpy as np
 
 from dslnet_edge.images import IMAGE_SUFFIXES, ImageReadError, read_image
 from dslnet_edge.images import parse_market_name as _market_name
-from dslnet_edge.preprocess import resize_crop
+from dslnet_edge.preprocessing import resize_crop
 from dslnet_edge.spec import InputSpec
 
 __all__ = [

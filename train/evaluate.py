@@ -5,7 +5,7 @@
 Protocol (paper section 4.2): single query, Market-1501 protocol (a gallery image of the query's
 identity taken by the query's camera is removed), cosine distance on the L2-normalized 512-d
 embeddings, optionally k-reciprocal re-ranking. Embeddings are computed from the original image
-files through :func:`dslnet_edge.preprocess.preprocess` - the same pixels the deployed model gets.
+files through :func:`dslnet_edge.preprocessing.preprocess` - the same pixels the deployed model gets.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 from dslnet_edge._cli import parse_args_or_status
 from dslnet_edge._io import atomic_write_bytes, atomic_write_text
 from dslnet_edge.metrics import RankResult, cosine_distance, evaluate_rank
-from dslnet_edge.preprocess import preprocess
+from dslnet_edge.preprocessing import preprocess
 from dslnet_edge.spec import SPEC_METADATA_KEY, InputSpec
 from train.data import READERS, DatasetError, ReidImage, read_bgr, read_dataset, read_image_folder
 

@@ -11,7 +11,7 @@ The peers are Intel Open Model Zoo person re-identification models (Apache-2.0) 
 
 (The original 0267 ONNX gives NaN in ONNX Runtime: MeanVarianceNormalization without an epsilon;
 the patched file adds it.) The IR models need the optional ``openvino`` package; without it they
-are reported as skipped. Every model gets its crops through :func:`dslnet_edge.preprocess.preprocess`
+are reported as skipped. Every model gets its crops through :func:`dslnet_edge.preprocessing.preprocess`
 with its own :class:`InputSpec` (size, channel order), then the same cosine-distance ranking.
 
     python -m train.peers --data-root ../shared/data/cuhk03-pair1 [--checkpoint runs/x/best.pt]

@@ -14,7 +14,7 @@ import torch
 from dslnet_edge.metrics import cosine_distance, evaluate_rank
 from dslnet_edge.model import build_variant
 from dslnet_edge.model.checkpoint import save_checkpoint
-from dslnet_edge.preprocess import preprocess
+from dslnet_edge.preprocessing import preprocess
 from dslnet_edge.spec import InputSpec
 from train import evaluate, peers, run
 from train.data import read_market1501

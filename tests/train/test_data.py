@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from dslnet_edge.preprocess import resize_crop
+from dslnet_edge.preprocessing import resize_crop
 from dslnet_edge.spec import InputSpec
 from train.data import (
     DatasetError,

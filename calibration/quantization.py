@@ -35,7 +35,7 @@ on a DSLNet checkpoint, percentile was best there and worst on OMZ 0267). ONNX R
 CPU runs these graphs as DequantizeLinear + float kernels (0.5-0.8x the FP32 speed here): its
 INT8 speed says nothing about TensorRT's.
 
-Calibration reads the crops through :func:`dslnet_edge.preprocess.preprocess` with the model's
+Calibration reads the crops through :func:`dslnet_edge.preprocessing.preprocess` with the model's
 own InputSpec, in memory-bounded chunks (``CalibStridedMinMax``). The activation ranges are
 kept as JSON next to the output (``<out stem>.calibration.json``), keyed by the FP32 ONNX's
 sha256, the crop list (names and content hashes), the method and the ONNX Runtime version --
@@ -421,7 +421,7 @@ class _CropReader:
         self._next, self._end = 0, len(self.batches)
 
     def get_next(self) -> dict | None:
-        from dslnet_edge.preprocess import preprocess
+        from dslnet_edge.preprocessing import preprocess
 
         if self._next >= self._end:
             return None
