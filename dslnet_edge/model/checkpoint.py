@@ -11,6 +11,7 @@ A checkpoint is a plain dict saved with ``torch.save`` and loaded with
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import re
@@ -20,7 +21,7 @@ from typing import Any
 
 import torch
 
-from dslnet_edge._io import atomic_write
+from dslnet_edge._io import atomic_write_bytes
 from dslnet_edge.model.dslnet import DSLNet, DSLNetConfig
 from dslnet_edge.spec import InputSpec
 
@@ -64,8 +65,16 @@ def save_checkpoint(
         **extra,
     }
     path = Path(path)
-    with atomic_write(path) as tmp:
-        torch.save(payload, tmp)
+    # Serialized in memory, written by Python: a full disk is then an OSError naming the reason
+    # (torch.save's own file writer reports it as an opaque RuntimeError, "unexpected pos ...").
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    try:
+        atomic_write_bytes(path, buffer.getbuffer())
+    except OSError as exc:
+        error = OSError(f"could not write checkpoint {path}: {exc.strerror or exc}")
+        error.errno = exc.errno  # ENOSPC, EFBIG, EDQUOT... kept for callers; the message stays one plain line
+        raise error from None
     return path
 
 
