@@ -221,6 +221,20 @@ def test_peers_cli_errors(tmp_path, capsys, synthetic_market):
     assert "does not exist" in one_error_line(capsys)
     assert peers.main(["--data-root", str(synthetic_market), "--peers-dir", str(tmp_path), "--models", "9999"]) == 2
     assert "no peer matches" in one_error_line(capsys)
+    assert peers.main(["--data-root", str(synthetic_market), "--peers-dir", str(tmp_path), "--max-images", "-5"]) == 2
+    assert "--max-images must be an integer >= 0, got -5" in one_error_line(capsys)
+
+
+def test_peers_evaluation_does_not_need_the_training_folder(small_checkpoint, synthetic_market, tmp_path):
+    import shutil
+
+    root = tmp_path / "test_only"
+    for sub in ("query", "bounding_box_test"):
+        shutil.copytree(synthetic_market / sub, root / sub)
+    (root / "bounding_box_train").mkdir()  # empty: used to be "holds no usable images"
+    rows = peers.evaluate_peers(root, tmp_path, names=[], checkpoints=[str(small_checkpoint)], log=lambda msg: None)
+    full = peers.evaluate_peers(synthetic_market, tmp_path, names=[], checkpoints=[str(small_checkpoint)], log=lambda msg: None)
+    assert [r.name for r in rows] == ["small.pt"] and rows[0].result.to_dict() == full[0].result.to_dict()
 
 
 def test_torchrun_two_cpu_ranks_with_a_frozen_first_epoch(synthetic_market, tmp_path):
