@@ -29,7 +29,7 @@ def _model(args):
 
     from dslnet_edge.model import build_dslnet
     from dslnet_edge.model.checkpoint import load_model
-    from dslnet_edge.preprocess import preprocess
+    from dslnet_edge.preprocessing import preprocess
     from dslnet_edge.weights import DEMO_CHECKPOINT
     from export.parity import load_crops
 
@@ -59,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import onnx
 
-    from dslnet_edge.compare import Tolerances, compare
-    from dslnet_edge.preprocess import preprocess
+    from dslnet_edge.comparison import Tolerances, compare
+    from dslnet_edge.preprocessing import preprocess
     from export.onnx import export_onnx
     from export.parity import default_crops_dir, load_crops, ort_runner, ort_session
     from export.precision import FP16_TOLERANCES, sensitive_nodes, to_fp16

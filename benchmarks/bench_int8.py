@@ -16,7 +16,7 @@
   with the same activation ranges (the range cache makes each variant a few seconds);
 * ``--methods``: MinMax vs entropy vs percentile calibration.
 
-Measurements go into the docstrings of calibration/quantize.py and calibration/gate.py.
+Measurements go into the docstrings of calibration/quantization.py and calibration/gate.py.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from calibration.gate import GateThresholds, run_gate, select_holdout  # noqa: E402
-from calibration.quantize import DEFAULT_EXCLUDE, QuantizeConfig, quantize  # noqa: E402
+from calibration.quantization import DEFAULT_EXCLUDE, QuantizeConfig, quantize  # noqa: E402
 
 DATA = Path(os.environ.get("DSLNET_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / "cuhk03-pair1"
 WIDE_OP_TYPES = ("Conv", "Gemm", "MatMul", "Add", "Mul", "Relu", "MaxPool", "AveragePool", "ReduceMean", "Softmax")

@@ -21,7 +21,7 @@ import numpy as np
 
 from dslnet_edge.engine import Engine
 from dslnet_edge.gallery import Gallery
-from dslnet_edge.preprocess import preprocess
+from dslnet_edge.preprocessing import preprocess
 from dslnet_edge.weights import DEMO_ONNX
 
 

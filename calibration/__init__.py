@@ -8,7 +8,7 @@
     print(result.gate.format())
 
 Modules: :mod:`calibration.crops` (find, sample, read, preprocess crops),
-:mod:`calibration.quantize` (ONNX Runtime static quantization into TensorRT-ready Q/DQ),
+:mod:`calibration.quantization` (ONNX Runtime static quantization into TensorRT-ready Q/DQ),
 :mod:`calibration.gate` (INT8 vs FP32 on held-out crops: cosine, Rank-1/mAP).
 Names are imported lazily, so ``import calibration`` stays cheap.
 """
@@ -16,6 +16,13 @@ Names are imported lazily, so ``import calibration`` stays cheap.
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the lazy names below, for type checkers and editors
+    from calibration.errors import CalibrationError, GateFailure
+    from calibration.gate import GateResult, GateThresholds, gate_path_for, read_gate, run_gate
+    from calibration.pipeline import CalibrationResult, calibrate
+    from calibration.quantization import QuantizeConfig, QuantizeResult, quantize, quantize_onnx
 
 __all__ = [
     "CalibrationError",
@@ -33,13 +40,14 @@ __all__ = [
     "read_gate",
 ]
 
+# name -> module that defines it (never a submodule's own name: see dslnet_edge/__init__.py)
 _LAZY = {
     "CalibrationError": "calibration.errors",
     "GateFailure": "calibration.errors",
-    "QuantizeConfig": "calibration.quantize",
-    "QuantizeResult": "calibration.quantize",
-    "quantize": "calibration.quantize",
-    "quantize_onnx": "calibration.quantize",
+    "QuantizeConfig": "calibration.quantization",
+    "QuantizeResult": "calibration.quantization",
+    "quantize": "calibration.quantization",
+    "quantize_onnx": "calibration.quantization",
     "GateThresholds": "calibration.gate",
     "GateResult": "calibration.gate",
     "run_gate": "calibration.gate",

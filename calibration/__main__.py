@@ -31,12 +31,12 @@ class CliConfig:
     out: Path
     holdout: Path | None
     num_holdout: int
-    quantize: object  # calibration.quantize.QuantizeConfig
+    quantize: object  # calibration.quantization.QuantizeConfig
     thresholds: object  # calibration.gate.GateThresholds
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from calibration.quantize import DEFAULT_EXCLUDE, METHODS
+    from calibration.quantization import DEFAULT_EXCLUDE, METHODS
 
     parser = argparse.ArgumentParser(
         prog="python -m calibration",
@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> CliConfig:
     from calibration.gate import GateThresholds
-    from calibration.quantize import DEFAULT_EXCLUDE, QuantizeConfig
+    from calibration.quantization import DEFAULT_EXCLUDE, QuantizeConfig
 
     exclude = tuple(args.exclude) if args.no_default_exclude else (*DEFAULT_EXCLUDE.values(), *args.exclude)
     quantize = QuantizeConfig(

@@ -2,7 +2,7 @@
 
 INT8 scales are only as good as the pixels they were measured on, so calibration sees exactly
 what deployment sees: real person crops, read by OpenCV (BGR uint8) and turned into network
-input by :func:`dslnet_edge.preprocess.preprocess` with the model's own
+input by :func:`dslnet_edge.preprocessing.preprocess` with the model's own
 :class:`~dslnet_edge.spec.InputSpec` (read from the ONNX metadata, never hard-coded).
 
 Sampling is deterministic (a seed, sorted listings) and spreads the chosen images over
@@ -18,13 +18,13 @@ numpy and OpenCV only.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from calibration.errors import CalibrationError
+from dslnet_edge.images import IMAGE_SUFFIXES, ImageReadError, is_image_file, parse_market_name, read_image
 from dslnet_edge.spec import InputSpec
 
 __all__ = [
@@ -37,20 +37,6 @@ __all__ = [
     "crop_batches",
 ]
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-_MARKET_NAME = re.compile(r"^(-?\d+)_c(\d+)")
-
-
-def parse_market_name(path: str | os.PathLike) -> tuple[int, int] | None:
-    """``(identity, camera)`` from a Market-1501 style file name, or None.
-
-    >>> parse_market_name("bounding_box_train/1000_c1s1_000000_00.jpg")
-    (1000, 1)
-    >>> parse_market_name("-1_c3s2_000100_01.jpg"), parse_market_name("frame_0001.png")
-    ((-1, 3), None)
-    """
-    match = _MARKET_NAME.match(Path(path).name)
-    return (int(match.group(1)), int(match.group(2))) if match else None
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
@@ -61,7 +47,7 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     if not folder.is_dir():
         raise CalibrationError(f"crops folder {folder} is not a folder")
     files = sorted(
-        (p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
+        (p for p in folder.rglob("*") if is_image_file(p) and p.is_file()),
         key=lambda p: p.relative_to(folder).as_posix(),
     )
     if not files:
@@ -125,22 +111,15 @@ def collect_crops(
 
 def read_crop(path: str | os.PathLike) -> np.ndarray:
     """One image file as OpenCV's HxWx3 uint8 BGR; :class:`CalibrationError` naming the file if it cannot be decoded."""
-    import cv2
-
-    path = Path(path)
     try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as exc:
-        raise CalibrationError(f"crop {path} cannot be read: {exc.strerror or exc}") from None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise CalibrationError(f"crop {path} could not be decoded as an image (empty, truncated or not an image)")
-    return image
+        return read_image(path)
+    except ImageReadError as exc:
+        raise CalibrationError(str(exc)) from None
 
 
 def crop_batches(paths: Sequence[Path], spec: InputSpec, *, batch_size: int = 16) -> Iterator[np.ndarray]:
     """Network input batches (``float32 [n, 3, H, W]``, raw 0-255) of ``paths``, through the one preprocessing function."""
-    from dslnet_edge.preprocess import preprocess
+    from dslnet_edge.preprocessing import preprocess
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")

@@ -4,7 +4,7 @@ Peer tools ship INT8 engines whose accuracy silently collapsed. Here an INT8 mod
 accepted after both models ran in ONNX Runtime on the same held-out person crops (never the
 crops it was calibrated on) and the INT8 one stayed within the thresholds:
 
-* **embedding agreement** (:func:`dslnet_edge.compare.compare`, the project's one parity
+* **embedding agreement** (:func:`dslnet_edge.comparison.compare`, the project's one parity
   function): mean and minimum per-crop cosine between INT8 and FP32 embeddings;
 * **retrieval** (:mod:`dslnet_edge.metrics`), when the file names carry identities and cameras
   (Market-1501 style, ``<pid>_c<cam>...``): Rank-1 and mAP of FP32 and of INT8 on a
@@ -261,7 +261,7 @@ def gate_path_for(int8_onnx: str | os.PathLike) -> Path:
 
 def read_gate(int8_onnx: str | os.PathLike) -> GateResult | None:
     """The gate result saved beside ``int8_onnx`` -- only if it judged exactly this file (sha256), else None."""
-    from calibration.quantize import file_sha256
+    from dslnet_edge._io import file_sha256
 
     path = gate_path_for(int8_onnx)
     if not path.is_file() or not Path(int8_onnx).is_file():
@@ -416,9 +416,9 @@ def run_gate(
     Returns the :class:`GateResult` whether it passed or not (:func:`check_gate` raises on a
     failure). ``holdout`` overrides the selection from ``holdout_dir`` (tests, benchmarks).
     """
-    from calibration.quantize import file_sha256
+    from dslnet_edge._io import file_sha256
     from dslnet_edge.backends.onnxruntime_backend import OnnxRuntimeBackend
-    from dslnet_edge.compare import Tolerances, compare
+    from dslnet_edge.comparison import Tolerances, compare
     from dslnet_edge.metrics import cosine_distance, evaluate_rank
 
     fp32 = OnnxRuntimeBackend(fp32_onnx, intra_op_threads=threads)

@@ -16,7 +16,7 @@ from pathlib import Path
 from calibration.crops import list_images
 from calibration.errors import CalibrationError
 from calibration.gate import GateResult, GateThresholds, check_gate, gate_path_for, run_gate
-from calibration.quantize import QuantizeConfig, QuantizeResult, _staged_qdq
+from calibration.quantization import QuantizeConfig, QuantizeResult, _staged_qdq
 
 __all__ = ["CalibrationResult", "calibrate"]
 

@@ -12,24 +12,45 @@ Quick start::
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dslnet_edge.spec import InputSpec
 
+if TYPE_CHECKING:  # the lazy names below, for type checkers and editors
+    from dslnet_edge.comparison import compare
+    from dslnet_edge.engine import Engine
+    from dslnet_edge.gallery import Gallery
+    from dslnet_edge.matcher import Match, Matcher
+    from dslnet_edge.preprocessing import preprocess
+    from dslnet_edge.threshold import calibrate_threshold
+
 __version__ = "0.1.0"
 
-# name -> module that defines it; imported lazily on first attribute access
+# name -> module that defines it; imported lazily on first attribute access. A public name is never
+# also a submodule's name: importing a submodule sets the package attribute of its name, which
+# would then hide the function (hence preprocessing.py for preprocess, comparison.py for compare).
 _LAZY = {
-    "preprocess": "dslnet_edge.preprocess",
+    "preprocess": "dslnet_edge.preprocessing",
     "Engine": "dslnet_edge.engine",
     "Matcher": "dslnet_edge.matcher",
     "Match": "dslnet_edge.matcher",
     "Gallery": "dslnet_edge.gallery",
     "calibrate_threshold": "dslnet_edge.threshold",
-    "compare": "dslnet_edge.compare",
+    "compare": "dslnet_edge.comparison",
 }
 
-__all__ = ["InputSpec", "__version__", *_LAZY]
+__all__ = [
+    "InputSpec",
+    "__version__",
+    "preprocess",
+    "Engine",
+    "Matcher",
+    "Match",
+    "Gallery",
+    "calibrate_threshold",
+    "compare",
+]
+
 
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)

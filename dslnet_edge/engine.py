@@ -8,7 +8,7 @@
     features = engine.embed(crops)                   # float32 [N, D], unit rows
 
 The engine owns what every backend shares, once: validating crops (``ValueError`` naming the
-index), :func:`dslnet_edge.preprocess.preprocess` per the artefact's InputSpec, splitting
+index), :func:`dslnet_edge.preprocessing.preprocess` per the artefact's InputSpec, splitting
 batches larger than the backend's max batch (smaller ones go through as they are, unpadded),
 refusing NaN/inf or all-zero embeddings, and L2 normalization (applied even when the model
 promises it: it costs nothing and keeps cosine = dot product exact downstream).
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from dslnet_edge.backends import Backend, backend_class, backend_for_path
-from dslnet_edge.preprocess import preprocess, validate_crop
+from dslnet_edge.preprocessing import preprocess, validate_crop
 from dslnet_edge.spec import InputSpec
 
 __all__ = ["Engine", "EmbeddingError", "DEFAULT_CHUNK"]

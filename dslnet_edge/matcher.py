@@ -33,12 +33,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import threading
-import time
 from collections import OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 
 import numpy as np
 
+from dslnet_edge._checks import timestamp_seconds
 from dslnet_edge.gallery import Gallery, GalleryError
 
 __all__ = ["Matcher", "Match", "DEFAULT_THRESHOLD"]
@@ -209,15 +209,15 @@ class Matcher:
         """Match the person crops of one frame; returns one :class:`Match` per crop, in order.
 
         Args:
-            frame_crops: ``HxWx3`` uint8 BGR crops (an empty list gives an empty result).
+            frame_crops: a list of ``HxWx3`` uint8 BGR crops, or one ``NxHxWx3`` array (an empty
+                list gives an empty result; one crop is ``[crop]``).
             camera: the camera's name (tracks and exemplars are kept per camera).
             timestamp: the frame's time in seconds (default: now); used for last-seen and track expiry.
             track_ids: one tracker id per crop (None entries: no track), or None.
         """
-        if frame_crops is None or not hasattr(frame_crops, "__len__"):
-            raise ValueError(f"frame_crops must be a list of HxWx3 uint8 crops, got {type(frame_crops).__name__}")
+        frame_crops = _crop_list(frame_crops, "frame_crops")
         camera = None if camera is None else str(camera)
-        stamp = _timestamp(timestamp)
+        stamp = timestamp_seconds(timestamp)
         n = len(frame_crops)
         track_ids = self._check_track_ids(track_ids, n)
         if n == 0:
@@ -246,7 +246,11 @@ class Matcher:
         camera: str | None = None,
         timestamp: float | None = None,
     ) -> None:
-        """Add known people: ``identities`` is one name for all crops, or one name per crop."""
+        """Add known people: ``identities`` is one name for all crops, or one name per crop.
+
+        ``crops`` is what :meth:`match` takes: a list of ``HxWx3`` uint8 BGR crops or one ``NxHxWx3`` array.
+        """
+        crops = _crop_list(crops, "crops")
         if isinstance(identities, str):
             identities = [identities] * len(crops)
         identities = list(identities)
@@ -257,8 +261,8 @@ class Matcher:
                 raise ValueError(f"identity {i} must be a non-empty string, got {identity!r}")
         if not crops:
             return
+        stamp = timestamp_seconds(timestamp)
         feats = self.engine.embed(crops)
-        stamp = _timestamp(timestamp)
         with self._lock:
             for identity in dict.fromkeys(identities):
                 rows = [k for k, name in enumerate(identities) if name == identity]
@@ -359,9 +363,20 @@ class Matcher:
         )
 
 
-def _timestamp(timestamp: float | None) -> float:
-    if timestamp is None:
-        return time.time()
-    if isinstance(timestamp, bool) or not isinstance(timestamp, (int, float)) or not math.isfinite(timestamp):
-        raise ValueError(f"timestamp must be a finite number of seconds, got {timestamp!r}")
-    return float(timestamp)
+def _crop_list(crops: object, name: str) -> list:
+    """The crops of a ``match``/``enroll`` call as a list (what ``Engine.embed`` and ``preprocess`` take).
+
+    A list or tuple of crops, or one ``NxHxWx3`` array; a single crop (one ``HxWx3`` array) and
+    generators are refused with a message saying what to pass, as ``embed`` refuses them.
+    """
+    if isinstance(crops, np.ndarray):
+        if crops.ndim == 4:
+            return list(crops)
+        raise ValueError(
+            f"{name} is one array of shape {crops.shape}; pass a list of HxWx3 crops ([crop] for a single one) "
+            "or one NxHxWx3 array"
+        )
+    if isinstance(crops, (list, tuple)):
+        return list(crops)
+    hint = ": pass list(...) so the crops can be counted and paired with track ids" if isinstance(crops, Iterator) else ""
+    raise ValueError(f"{name} must be a list of HxWx3 uint8 crops or one NxHxWx3 array, got {type(crops).__name__}{hint}")

@@ -42,12 +42,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from dslnet_edge.images import is_image_file, parse_market_name
 
 __all__ = [
     "ThresholdCalibration",
@@ -62,8 +63,6 @@ __all__ = [
 
 METHODS = ("balanced", "f1", "far")
 SCORES = ("nearest", "pairs")
-_MARKET_NAME = re.compile(r"^(-?\d+)_c(\d+)")
-_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -299,12 +298,12 @@ def read_labelled_crops(roots: Sequence[Path], *, max_per_identity: int | None =
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"data root {root} is not a folder")
-        for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES):
-            m = _MARKET_NAME.match(path.name)
-            if m:
-                if m.group(1) == "-1":
+        for path in sorted(p for p in root.rglob("*") if is_image_file(p) and p.is_file()):
+            parsed = parse_market_name(path)
+            if parsed:
+                if parsed[0] == -1:
                     continue
-                found.append((path, str(int(m.group(1))), f"c{m.group(2)}"))
+                found.append((path, str(parsed[0]), f"c{parsed[1]}"))
             elif path.parent != root:
                 found.append((path, path.parent.name, None))
     if max_per_identity is not None:  # per identity and camera, so every camera keeps its share
@@ -321,9 +320,8 @@ def read_labelled_crops(roots: Sequence[Path], *, max_per_identity: int | None =
 
 def calibrate_from_folders(config: CalibrationConfig) -> ThresholdCalibration:
     """Embed the labelled crops with the model and calibrate the threshold on their pairs."""
-    import cv2
-
     from dslnet_edge.engine import Engine
+    from dslnet_edge.images import read_image
 
     items = read_labelled_crops(config.data_roots, max_per_identity=config.max_per_identity)
     identities = {identity for _, identity, _ in items}
@@ -334,10 +332,7 @@ def calibrate_from_folders(config: CalibrationConfig) -> ThresholdCalibration:
         for start in range(0, len(items), config.batch_size):
             crops = []
             for path, _, _ in items[start : start + config.batch_size]:
-                image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-                if image is None:
-                    raise ValueError(f"cannot read image {path}")
-                crops.append(image)
+                crops.append(read_image(path))
             feats.append(engine.embed(crops))
     score = nearest_similarities if config.scores == "nearest" else pair_similarities
     same, diff = score(

@@ -16,7 +16,7 @@ Without TensorRT or a GPU, ``build_engine`` still makes and checks every ONNX, t
 status 2 and one line saying where the ready ONNX is and the ``trtexec`` command for the target.
 
 Modules: :mod:`export.onnx` (export + CLI), :mod:`export.parity` (runners and inputs for
-:func:`dslnet_edge.compare.compare`), :mod:`export.precision` (FP16 pass, strong-typing check),
+:func:`dslnet_edge.comparison.compare`), :mod:`export.precision` (FP16 pass, strong-typing check),
 :mod:`export.plugin` (CSS plugin: graph pass, Triton kernel, TensorRT plugin, ONNX Runtime
 reference op), :mod:`export.tensorrt_build` (the thin TensorRT compile), :mod:`export.build_engine`.
 Importing any of them needs neither torch, triton nor TensorRT; those load when used.

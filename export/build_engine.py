@@ -459,7 +459,7 @@ def _verify(engine_path: Path, prepared: PreparedOnnx, config: EngineBuildConfig
     or disagrees."""
     from dslnet_edge.backends.base import BackendError
     from dslnet_edge.backends.tensorrt_backend import TensorRTBackend
-    from dslnet_edge.compare import Tolerances
+    from dslnet_edge.comparison import Tolerances
     from export.parity import check_parity
     from export.precision import FP16_TOLERANCES, INT8_SANITY_TOLERANCES
     from export.tensorrt_build import BuildError

@@ -1,8 +1,8 @@
 """Parity checks run on every export: the graph in ONNX Runtime against PyTorch (or another graph).
 
-The comparison itself is :func:`dslnet_edge.compare.compare`; this module only brings the
+The comparison itself is :func:`dslnet_edge.comparison.compare`; this module only brings the
 runners (PyTorch, ONNX Runtime) and the inputs: random 0-255 images and, when available, real
-person crops through the one preprocessing function :func:`dslnet_edge.preprocess.preprocess`.
+person crops through the one preprocessing function :func:`dslnet_edge.preprocessing.preprocess`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnx
 
-from dslnet_edge.compare import ComparisonResult, Tolerances, compare
+from dslnet_edge.comparison import ComparisonResult, Tolerances, compare
+from dslnet_edge.images import IMAGE_SUFFIXES, is_image_file, read_image
 from dslnet_edge.spec import InputSpec
 from export.onnx import OUTPUT_NAME, random_images
 
@@ -38,7 +39,6 @@ __all__ = [
 #: FP32 ONNX Runtime vs PyTorch: the same maths in the same precision. Measured on the full-size
 #: model: max|diff| ~1e-7 and cosine 1 - 1e-12; these bounds leave two orders of magnitude.
 FP32_TOLERANCES = Tolerances(max_abs=1e-4, min_cosine=0.99999)
-_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,21 +84,13 @@ def default_crops_dir() -> Path | None:
 
 def load_crops(folder: str | os.PathLike, limit: int) -> list[np.ndarray]:
     """Up to ``limit`` images (sorted by name, so runs are repeatable) from ``folder`` as BGR uint8."""
-    import cv2
-
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"crops folder {folder} does not exist or is not a folder")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
+    files = sorted(p for p in folder.iterdir() if is_image_file(p))
     if not files:
-        raise FileNotFoundError(f"crops folder {folder} holds no images ({', '.join(_IMAGE_SUFFIXES)})")
-    crops = []
-    for path in files[:limit]:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise ValueError(f"crop {path} could not be decoded as an image")
-        crops.append(image)
-    return crops
+        raise FileNotFoundError(f"crops folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    return [read_image(path) for path in files[:limit]]
 
 
 def parity_inputs(
@@ -110,7 +102,7 @@ def parity_inputs(
     seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray | None, str]:
     """(random batch, real batch or None, note saying why real crops are missing)."""
-    from dslnet_edge.preprocess import preprocess
+    from dslnet_edge.preprocessing import preprocess
 
     if num_random < 1:
         raise ValueError(f"num_random must be >= 1, got {num_random}")

@@ -37,7 +37,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from dslnet_edge.compare import Tolerances
+from dslnet_edge.comparison import Tolerances
 from dslnet_edge.spec import InputSpec
 from export.onnx import ExportError, set_input_spec, spec_from_onnx
 from export.plugin import NUM_STREAMS, PLUGIN_NAME

@@ -18,12 +18,10 @@ This is how the bundled demo weights (``dslnet_edge/weights/dslnet_cuhk03.*``) a
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-import os
 from pathlib import Path
 
-from dslnet_edge._io import atomic_write_text
+from dslnet_edge._io import atomic_write_text, file_sha256
 
 __all__ = ["ReleaseConfig", "release", "main"]
 
@@ -52,7 +50,7 @@ def release(config: ReleaseConfig, *, log=print) -> dict[str, Path]:
 
     payload = load_checkpoint(config.checkpoint)
     model = model_from_checkpoint(payload, source=str(config.checkpoint)).eval()
-    source_sha = _sha256(config.checkpoint)
+    source_sha = file_sha256(config.checkpoint)
     provenance = {
         "source_checkpoint": config.checkpoint.name,
         "source_sha256": source_sha,
@@ -80,7 +78,7 @@ def release(config: ReleaseConfig, *, log=print) -> dict[str, Path]:
         "input_spec": released.spec.to_dict(),
         "model_config": released.config.to_dict(),
         "files": {kind: path.name for kind, path in out.items() if kind != "json"},
-        "sha256": {out["pt"].name: _sha256(out["pt"]), out["onnx"].name: _sha256(out["onnx"])},
+        "sha256": {out["pt"].name: file_sha256(out["pt"]), out["onnx"].name: file_sha256(out["onnx"])},
         "training": {
             "dataset": payload.get("dataset"),
             "epoch": payload.get("epoch"),
@@ -119,14 +117,6 @@ def _recipe(train_config: dict) -> dict:
             "temperature": distill.get("temperature"),
         }
     return recipe
-
-
-def _sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def main(argv: list[str] | None = None) -> int:

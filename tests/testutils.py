@@ -88,3 +88,21 @@ def tiny_embedding_onnx(
     path = Path(path)
     onnx.save_model(model, path)
     return path
+
+
+def file_size_limit(max_bytes: int):
+    """A ``preexec_fn`` for ``subprocess.run``: the child cannot grow any file beyond ``max_bytes``.
+
+    A real write failure from the kernel (RLIMIT_FSIZE; SIGXFSZ ignored, so ``write`` fails with
+    EFBIG, "File too large", as a full disk fails it with ENOSPC), with no root, mount or tmpfs
+    needed: how the tests simulate a full disk. POSIX only.
+    """
+
+    def limit() -> None:
+        import resource
+        import signal
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
+
+    return limit

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import os
 import typing
 from collections.abc import Mapping, Sequence
@@ -92,6 +93,13 @@ class DataConfig:
         for name in ("height", "width", "p", "k"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"data.{name} must be >= 1, got {getattr(self, name)}")
+        from dslnet_edge.model.dslnet import min_input_size
+
+        if min(self.height, self.width) < min_input_size():
+            raise ConfigError(
+                f"data.height and data.width must be >= {min_input_size()} (DSLNet downsamples by 16: "
+                f"stride-2 conv, max-pool, two average pools), got {self.height}x{self.width}"
+            )
         if self.k < 2:
             raise ConfigError(f"data.k must be >= 2 (triplet mining needs two images per identity), got {self.k}")
         if not self.train_dirs or not all(isinstance(d, str) and d for d in self.train_dirs):
@@ -247,6 +255,8 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         raise ConfigError(f"{key} must be an integer, got {value!r}")
     if annotation is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):  # NaN passes every comparison check; inf is never a sensible setting
+                raise ConfigError(f"{key} must be a finite number, got {value!r}")
             return float(value)
         raise ConfigError(f"{key} must be a number, got {value!r}")
     if annotation is str:

@@ -16,7 +16,7 @@ and gallery stay comparable). Layouts:
 
 A wrong or empty layout raises :class:`DatasetError` naming what was expected.
 
-Images are decoded once with OpenCV (BGR) and resized with :func:`dslnet_edge.preprocess.resize_crop`
+Images are decoded once with OpenCV (BGR) and resized with :func:`dslnet_edge.preprocessing.resize_crop`
 (the resize the runtime uses) into RAM in the model's channel order: CPU is the training bottleneck
 here, so no image is decoded from the original file twice. ``cache="decoded"`` keeps one
 ``uint8 [N, H, W, 3]`` array (7,239 CUHK03 images: 712 MB at 256x128, 178 MB at 128x64);
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,7 +35,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dslnet_edge.preprocess import resize_crop
+from dslnet_edge.images import IMAGE_SUFFIXES, ImageReadError, read_image
+from dslnet_edge.images import parse_market_name as _market_name
+from dslnet_edge.preprocessing import resize_crop
 from dslnet_edge.spec import InputSpec
 
 __all__ = [
@@ -57,8 +58,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
 ]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
-_MARKET_NAME = re.compile(r"^(-?\d+)_c(\d+)")
+IMAGE_EXTENSIONS = IMAGE_SUFFIXES  # the one list (dslnet_edge.images)
 
 
 class DatasetError(ValueError):
@@ -155,10 +155,10 @@ def parse_market_name(name: str) -> tuple[int, int]:
         >>> parse_market_name("0002_c1s1_000451_03.jpg"), parse_market_name("-1_c3s2_0001_00.jpg")
         ((2, 0), (-1, 2))
     """
-    m = _MARKET_NAME.match(name)
-    if m is None:
+    parsed = _market_name(name)
+    if parsed is None:
         raise DatasetError(f"image name {name!r} does not follow the Market-1501 pattern 'PPPP_cC...' (e.g. 0002_c1s1_000451_03.jpg)")
-    pid, cam = int(m.group(1)), int(m.group(2))
+    pid, cam = parsed
     if cam < 1:
         raise DatasetError(f"image name {name!r}: camera numbers start at 1 (c1, c2, ...)")
     return pid, cam - 1
@@ -364,11 +364,11 @@ def read_dataset(name: str, root: str | os.PathLike, **kwargs) -> ReidSplit:
 # Decoding and the training Dataset
 # ---------------------------------------------------------------------------------------------
 def read_bgr(path: str) -> np.ndarray:
-    """Decode one image with OpenCV (BGR uint8); a missing or unreadable file is a DatasetError."""
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
-    if image is None:
-        raise DatasetError(f"could not read image {path} (missing, truncated or not an image)")
-    return image
+    """Decode one image (BGR uint8) through :func:`dslnet_edge.images.read_image`; a missing or unreadable file is a DatasetError."""
+    try:
+        return read_image(path)
+    except ImageReadError as exc:
+        raise DatasetError(str(exc)) from None
 
 
 class ImageCache:

@@ -1,7 +1,7 @@
 """Knowledge distillation from teacher Re-ID models (e.g. Intel OMZ 0277 + 0286) into DSLNet.
 
 The teachers are run once per training image and once per its mirror image, at their own input
-contract (:class:`~dslnet_edge.spec.InputSpec`, through :func:`dslnet_edge.preprocess.preprocess`),
+contract (:class:`~dslnet_edge.spec.InputSpec`, through :func:`dslnet_edge.preprocessing.preprocess`),
 and their embeddings are kept: ``targets[i, f]`` is the target of image ``i`` unflipped (``f = 0``) or
 flipped (``f = 1``). Each teacher's embedding is L2-normalized, the teachers are concatenated and the
 result divided by ``sqrt(#teachers)``, so every target is a unit vector (the ensemble's cosine
@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dslnet_edge.preprocess import preprocess
+from dslnet_edge.preprocessing import preprocess
 from dslnet_edge.spec import InputSpec
 
 __all__ = [

@@ -5,7 +5,7 @@
 Protocol (paper section 4.2): single query, Market-1501 protocol (a gallery image of the query's
 identity taken by the query's camera is removed), cosine distance on the L2-normalized 512-d
 embeddings, optionally k-reciprocal re-ranking. Embeddings are computed from the original image
-files through :func:`dslnet_edge.preprocess.preprocess` - the same pixels the deployed model gets.
+files through :func:`dslnet_edge.preprocessing.preprocess` - the same pixels the deployed model gets.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ import numpy as np
 from dslnet_edge._cli import parse_args_or_status
 from dslnet_edge._io import atomic_write_bytes, atomic_write_text
 from dslnet_edge.metrics import RankResult, cosine_distance, evaluate_rank
-from dslnet_edge.preprocess import preprocess
+from dslnet_edge.preprocessing import preprocess
 from dslnet_edge.spec import SPEC_METADATA_KEY, InputSpec
-from train.data import DatasetError, ReidImage, read_bgr, read_dataset
+from train.data import READERS, DatasetError, ReidImage, read_bgr, read_dataset, read_image_folder
 
 __all__ = [
     "EvalSet",
@@ -95,6 +95,8 @@ def embed_images(images: Sequence[np.ndarray], spec: InputSpec, embed: Embedder,
     """``[N, D]`` float32 embeddings of BGR crops, preprocessed per ``spec`` in batches."""
     if not len(images):
         raise ValueError("no images to embed")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     buffer = np.empty((min(batch_size, len(images)), *spec.input_shape), dtype=np.float32)
     chunks = []
     for start in range(0, len(images), batch_size):
@@ -320,15 +322,38 @@ class EvalConfig:
     max_images: int = 0
     plots: bool = True
 
+    def __post_init__(self) -> None:
+        for name, low in (("batch_size", 1), ("threads", 0), ("max_images", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                flag = "--" + name.replace("_", "-")
+                raise ValueError(f"{flag} must be an integer >= {low}, got {value!r}" + (" (0 = all)" if name == "max_images" else ""))
+
+
+def read_eval_sets(dataset: str, root: str | os.PathLike) -> tuple[str, tuple[ReidImage, ...], tuple[ReidImage, ...]]:
+    """``(dataset name, query, gallery)``: evaluation reads only what it uses.
+
+    A root with ``query/`` and ``bounding_box_test/`` (the Market-1501 layout, which DukeMTMC-reID
+    and exported CUHK03 subsets share) is read without its training folders, which may be absent
+    or empty; other layouts (CUHK03 ``.mat``/nested, MSMT17 lists) go through their reader.
+    """
+    if dataset not in READERS:
+        raise DatasetError(f"unknown dataset {dataset!r}; choose from {sorted(READERS)}")
+    root = Path(root)
+    if (root / "query").is_dir() and (root / "bounding_box_test").is_dir():
+        return dataset, tuple(read_image_folder(root / "query")), tuple(read_image_folder(root / "bounding_box_test"))
+    split = read_dataset(dataset, root)
+    if not split.has_eval:
+        raise DatasetError(f"{root} has no query/gallery images to evaluate on")
+    return split.name, split.query, split.gallery
+
 
 def run_evaluation(cfg: EvalConfig, *, log: Callable[[str], None] = print) -> dict:
     """Evaluate one model on a dataset's query/gallery; write results.json (+ PNGs); return the results."""
     embed, spec = load_embedder(cfg.model, threads=cfg.threads)
-    split = read_dataset(cfg.dataset, cfg.data_root)
-    if not split.has_eval:
-        raise DatasetError(f"{cfg.data_root} has no query/gallery images to evaluate on")
-    query_set = EvalSet.load(split.query, limit=cfg.max_images, preload=False)
-    gallery_set = EvalSet.load(split.gallery, limit=cfg.max_images, preload=False)
+    dataset, query, gallery = read_eval_sets(cfg.dataset, cfg.data_root)
+    query_set = EvalSet.load(query, limit=cfg.max_images, preload=False)
+    gallery_set = EvalSet.load(gallery, limit=cfg.max_images, preload=False)
     q = embed_images(query_set.images, spec, embed, batch_size=cfg.batch_size)
     g = embed_images(gallery_set.images, spec, embed, batch_size=cfg.batch_size)
     results = {}
@@ -341,7 +366,7 @@ def run_evaluation(cfg: EvalConfig, *, log: Callable[[str], None] = print) -> di
     report = {
         "model": str(cfg.model),
         "data_root": str(cfg.data_root),
-        "dataset": split.name,
+        "dataset": dataset,
         "input": f"{spec.height}x{spec.width} {spec.channel_order}",
         "num_query": len(query_set),
         "num_gallery": len(gallery_set),
@@ -351,7 +376,7 @@ def run_evaluation(cfg: EvalConfig, *, log: Callable[[str], None] = print) -> di
     output.mkdir(parents=True, exist_ok=True)
     atomic_write_text(output / "results.json", json.dumps(report, indent=2) + "\n")
     if cfg.plots:
-        save_cmc_plot(results, output / "cmc.png", title=f"{Path(cfg.model).name} on {split.name}")
+        save_cmc_plot(results, output / "cmc.png", title=f"{Path(cfg.model).name} on {dataset}")
         last = list(dists)[-1]
         save_ranked_picture(dists[last], query_set, gallery_set, output / "ranked.png")
     report["output"] = str(output)
@@ -388,9 +413,9 @@ def main(argv: list[str] | None = None) -> int:
         return args
     from dslnet_edge.model.checkpoint import CheckpointError
 
-    cfg = EvalConfig(args.model, args.data_root, args.dataset, args.output, args.rerank, args.batch_size,
-                     args.threads, args.max_images, not args.no_plots)
     try:
+        cfg = EvalConfig(args.model, args.data_root, args.dataset, args.output, args.rerank, args.batch_size,
+                         args.threads, args.max_images, not args.no_plots)
         report = run_evaluation(cfg)
     except (CheckpointError, DatasetError, FileNotFoundError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

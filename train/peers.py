@@ -17,7 +17,7 @@ same function that makes the distillation targets).
 
 (The original 0267 ONNX gives NaN in ONNX Runtime: MeanVarianceNormalization without an epsilon;
 the patched file adds it.) The IR models need the optional ``openvino`` package; without it they
-are reported as skipped. Every model gets its crops through :func:`dslnet_edge.preprocess.preprocess`
+are reported as skipped. Every model gets its crops through :func:`dslnet_edge.preprocessing.preprocess`
 with its own :class:`InputSpec` (size, channel order), then the same cosine-distance ranking.
 
     python -m train.peers --data-root ../shared/data/cuhk03-pair1 [--checkpoint runs/x/best.pt]
@@ -129,8 +129,11 @@ def evaluate_peers(
     log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
 ) -> list[PeerRow]:
     """Evaluate the chosen peers (and optional DSLNet checkpoints/ONNX) on one query/gallery split."""
-    from train.data import DatasetError, read_dataset
+    from train.evaluate import read_eval_sets
 
+    for name, value in (("max_images", max_images), ("threads", threads)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be an integer >= 0, got {value!r}")
     chosen = [p for p in PEERS if names is None or any(n in p.name for n in names)]
     if names and not chosen:
         raise ValueError(f"no peer matches {names}; known: {[p.name for p in PEERS]}")
@@ -141,12 +144,10 @@ def evaluate_peers(
     for ckpt in checkpoints:
         if not Path(ckpt).exists():
             raise FileNotFoundError(f"model {ckpt} does not exist")
-    split = read_dataset(dataset, data_root)
-    if not split.has_eval:
-        raise DatasetError(f"{data_root} has no query/gallery images")
-    query_set = EvalSet.load(split.query, limit=max_images)
-    gallery_set = EvalSet.load(split.gallery, limit=max_images)
-    log(f"{split.name}: {len(query_set)} queries, {len(gallery_set)} gallery images")
+    dataset_name, query, gallery = read_eval_sets(dataset, data_root)  # the training folders are not needed
+    query_set = EvalSet.load(query, limit=max_images)
+    gallery_set = EvalSet.load(gallery, limit=max_images)
+    log(f"{dataset_name}: {len(query_set)} queries, {len(gallery_set)} gallery images")
     rows = []
     for peer in chosen:
         try:

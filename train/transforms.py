@@ -2,7 +2,7 @@
 
 Every transform is a callable ``(image uint8 [H, W, 3], rng) -> image uint8 [H, W, 3]`` that keeps
 the size: the images come out of :class:`train.data.ImageCache`, which resized them with
-:func:`dslnet_edge.preprocess.resize_crop` (the one resize of the project), so training sees
+:func:`dslnet_edge.preprocessing.resize_crop` (the one resize of the project), so training sees
 exactly the geometry the deployed model sees, plus random perturbations:
 
 * :class:`HorizontalFlip` - a person seen from the other side;

@@ -75,7 +75,7 @@ class Backend(abc.ABC):
         """A float32 ``[>=n, 3, H, W]`` host buffer that :meth:`infer` reads without a copy, or None.
 
         The TensorRT backend returns its pinned (page-locked) host buffer here so that
-        :func:`dslnet_edge.preprocess.preprocess` writes straight into it (``out=``).
+        :func:`dslnet_edge.preprocessing.preprocess` writes straight into it (``out=``).
         """
         return None
 

@@ -11,15 +11,17 @@ A checkpoint is a plain dict saved with ``torch.save`` and loaded with
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from dslnet_edge._io import atomic_write
+from dslnet_edge._io import atomic_write_bytes
 from dslnet_edge.model.dslnet import DSLNet, DSLNetConfig
 from dslnet_edge.spec import InputSpec
 
@@ -63,9 +65,37 @@ def save_checkpoint(
         **extra,
     }
     path = Path(path)
-    with atomic_write(path) as tmp:
-        torch.save(payload, tmp)
+    # Serialized in memory, written by Python: a full disk is then an OSError naming the reason
+    # (torch.save's own file writer reports it as an opaque RuntimeError, "unexpected pos ...").
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    try:
+        atomic_write_bytes(path, buffer.getbuffer())
+    except OSError as exc:
+        error = OSError(f"could not write checkpoint {path}: {exc.strerror or exc}")
+        error.errno = exc.errno  # ENOSPC, EFBIG, EDQUOT... kept for callers; the message stays one plain line
+        raise error from None
     return path
+
+
+def _torch_reason(exc: BaseException) -> str:
+    """The reason in torch.load's message, one line; never its advice to retry with the unsafe loader."""
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:  # the safe unpickler's finding follows its paragraph of advice
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def _unsafe_content_message(path: Path, torch_message: str) -> str:
+    """What is wrong with a file the safe loader refused, without PyTorch's advice to load it unsafely."""
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", torch_message)
+    what = f"the Python object {found.group(1)}" if found else "Python objects other than tensors and plain values"
+    return (
+        f"checkpoint {path} was not loaded: it holds {what}, which a dslnet_edge checkpoint never contains "
+        "(only tensors, numbers, strings, lists and dicts); loading it would mean running code from the file. "
+        "Use a checkpoint written by train.run or dslnet_edge.model.checkpoint.save_checkpoint"
+    )
 
 
 def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -77,8 +107,14 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
         raise CheckpointError(f"checkpoint {path} is a directory; expected a .pt file")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except (zipfile.BadZipFile, EOFError, RuntimeError, pickle.UnpicklingError, OSError, ValueError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global" in str(exc):
+            raise CheckpointError(_unsafe_content_message(path, str(exc))) from None
+        raise CheckpointError(
+            f"checkpoint {path} could not be read (truncated, corrupt or not a PyTorch file): {_torch_reason(exc)}"
+        ) from None
+    except (zipfile.BadZipFile, EOFError, RuntimeError, OSError, ValueError) as exc:
+        reason = _torch_reason(exc)
         raise CheckpointError(
             f"checkpoint {path} could not be read (truncated, corrupt or not a PyTorch file): {reason}"
         ) from None

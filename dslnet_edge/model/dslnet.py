@@ -67,10 +67,51 @@ __all__ = [
     "css_reference",
     "build_dslnet",
     "ATTENTIONS",
+    "DOWNSAMPLING",
+    "min_input_size",
+    "downsampling_layers",
 ]
 
 Attention = Literal["css", "se", "osnet", "none"]
 ATTENTIONS: tuple[str, ...] = ("css", "se", "osnet", "none")
+
+#: The layers that shrink the feature map, in forward order, as (kernel, stride, padding): the
+#: stem's 7x7/2 conv and 3x3/2 max-pool, then the 2x2/2 average pools of transitions 1 and 2
+#: (total stride 16). ``downsampling_layers(model)`` reads the same list off a built network.
+DOWNSAMPLING: tuple[tuple[int, int, int], ...] = ((7, 2, 3), (3, 2, 1), (2, 2, 0), (2, 2, 0))
+
+
+def min_input_size(layers: Sequence[tuple[int, int, int]] = DOWNSAMPLING) -> int:
+    """The smallest input height/width for which every down-sampling layer still has an output.
+
+    Each layer maps a side of ``n`` pixels to ``floor((n + 2 * padding - kernel) / stride) + 1``.
+
+    >>> min_input_size()
+    13
+    """
+    size = 1
+    while True:
+        n = size
+        for kernel, stride, padding in layers:
+            n = (n + 2 * padding - kernel) // stride + 1
+            if n < 1:
+                break
+        else:
+            return size
+        size += 1
+
+
+def downsampling_layers(model: nn.Module) -> tuple[tuple[int, int, int], ...]:
+    """(kernel, stride, padding) of every layer with a stride above 1, in module order."""
+
+    def first(value) -> int:
+        return value[0] if isinstance(value, tuple) else int(value)
+
+    found = []
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)) and first(module.stride) > 1:
+            found.append((first(module.kernel_size), first(module.stride), first(module.padding)))
+    return tuple(found)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -345,6 +386,12 @@ class DSLNet(nn.Module):
         super().__init__()
         self.config = config
         self.spec = (spec or InputSpec()).replace(feature_dim=config.feature_dim)
+        smallest = min_input_size()
+        if min(self.spec.height, self.spec.width) < smallest:
+            raise ValueError(
+                f"input {self.spec.height}x{self.spec.width} is too small for DSLNet: it downsamples by 16 "
+                f"(stride-2 conv, max-pool, two average pools), so height and width must be at least {smallest}"
+            )
         c0, c1, c2, c3 = config.channels
         block = dict(
             bottleneck_ratio=config.bottleneck_ratio,

@@ -117,7 +117,7 @@ def fp32_onnx(torch, calib_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def quantized(fp32_onnx, calib_dir, tmp_path_factory):
     """The default Q/DQ quantization of the small DSLNet (16 calibration crops), made once."""
-    from calibration.quantize import QuantizeConfig, quantize
+    from calibration.quantization import QuantizeConfig, quantize
 
     out = tmp_path_factory.mktemp("int8") / "small.int8.onnx"
     return quantize(fp32_onnx, calib_dir, out, QuantizeConfig(num_images=16))

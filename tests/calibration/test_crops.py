@@ -18,7 +18,7 @@ from calibration.crops import (
     sample_crops,
 )
 from calibration.errors import CalibrationError
-from dslnet_edge.preprocess import preprocess
+from dslnet_edge.preprocessing import preprocess
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ from calibration.gate import (
     select_holdout,
 )
 from calibration.pipeline import calibrate
-from calibration.quantize import QuantizeConfig
+from calibration.quantization import QuantizeConfig
 
 
 def _broken_copy(qdq_path, out, factor=100.0):

@@ -9,7 +9,7 @@ import pytest
 
 from calibration.gate import GateThresholds, select_holdout
 from calibration.pipeline import calibrate
-from calibration.quantize import QuantizeConfig
+from calibration.quantization import QuantizeConfig
 from dslnet_edge.backends import read_onnx_spec
 
 pytestmark = pytest.mark.realdata

@@ -19,7 +19,7 @@ from testutils import random_crops, tiny_embedding_onnx
 from dslnet_edge.backends import ArtifactNotFoundError, backend_for_path
 from dslnet_edge.backends.onnxruntime_backend import OnnxRuntimeBackend
 from dslnet_edge.engine import DEFAULT_CHUNK, EmbeddingError, Engine
-from dslnet_edge.preprocess import preprocess
+from dslnet_edge.preprocessing import preprocess
 from dslnet_edge.spec import InputSpec
 from dslnet_edge.weights import DEMO_ONNX
 

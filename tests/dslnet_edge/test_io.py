@@ -7,6 +7,7 @@ import stat
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from dslnet_edge._io import atomic_write, atomic_write_bytes, atomic_write_text
@@ -76,3 +77,16 @@ def test_suffix_is_kept_on_the_temporary_for_writers_that_read_the_extension(tmp
         assert tmp.name.endswith(".tmp.mp4") and tmp.parent == tmp_path
         tmp.write_bytes(b"frames")
     assert path.read_bytes() == b"frames"
+
+
+def test_file_sha256_reads_in_blocks(tmp_path):
+    import hashlib
+
+    from dslnet_edge._io import file_sha256
+
+    data = np.random.default_rng(0).integers(0, 256, (3 << 20) + 17, dtype=np.uint8).tobytes()  # several 1 MiB blocks
+    (tmp_path / "f.bin").write_bytes(data)
+    assert file_sha256(tmp_path / "f.bin") == hashlib.sha256(data).hexdigest()
+    assert file_sha256(str(tmp_path / "f.bin")) == hashlib.sha256(data).hexdigest()
+    with pytest.raises(FileNotFoundError):
+        file_sha256(tmp_path / "missing.bin")

@@ -153,6 +153,41 @@ def test_empty_and_bad_inputs(engine, people):
     assert len(matcher.gallery) == 0  # nothing half-done
 
 
+def test_enroll_and_match_take_what_embed_takes(engine, people, rng):
+    """One NxHxWx3 array works for enroll as it does for embed and match; numpy timestamps are numbers."""
+    same_size = [np.ascontiguousarray(c[:32, :16]) for c in people[:3]]
+    stack = np.stack(same_size)
+    matcher = Matcher(engine, threshold=THRESHOLD)
+    matcher.enroll(stack, ["a", "b", "c"], timestamp=np.int64(100))  # was "truth value ... is ambiguous"
+    matcher.enroll(stack[:1], "a", timestamp=np.float32(101.5))
+    assert sorted(matcher.gallery.identities()) == ["a", "b", "c"]
+    matches = matcher.match(np.stack([noisy(c, rng) for c in same_size]), timestamp=np.int64(102), track_ids=[7, 8, 9])
+    assert [m.identity for m in matches] == ["a", "b", "c"] and [m.track_id for m in matches] == [7, 8, 9]
+    assert matcher.match([same_size[0]], track_ids=[1])[0].identity == "a"  # one crop, in a list
+    np.testing.assert_array_equal(engine.embed(stack), engine.embed(same_size))
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        # a single crop: the message says to wrap it (was "track_ids has 1 entries for 32 crops")
+        (lambda m, c: m.match(c[0], track_ids=[1]), r"frame_crops is one array of shape \(32, 16, 3\); pass a list .*\[crop\]"),
+        (lambda m, c: m.enroll(c[0], "a"), r"crops is one array of shape \(32, 16, 3\)"),
+        # generators: a clear message, the same for match and enroll (was "has no len()")
+        (lambda m, c: m.match(x for x in c), r"frame_crops must be a list .* got generator: pass list\(\.\.\.\)"),
+        (lambda m, c: m.enroll((x for x in c), "a"), r"crops must be a list .* got generator: pass list\(\.\.\.\)"),
+        (lambda m, c: m.enroll(c, "a", timestamp=np.bool_(True)), "timestamp must be a finite number"),
+        (lambda m, c: m.enroll(c, "a", timestamp=np.float64("nan")), "timestamp must be a finite number"),
+    ],
+)
+def test_crop_containers_are_checked_with_a_clear_message(engine, people, call, error):
+    matcher = Matcher(engine, threshold=THRESHOLD)
+    crops = np.stack([np.ascontiguousarray(c[:32, :16]) for c in people[:2]])
+    with pytest.raises(ValueError, match=error):
+        call(matcher, crops)
+    assert len(matcher.gallery) == 0
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error"),
     [

@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 import pytest
 
-from dslnet_edge.compare import compare
+from dslnet_edge.comparison import compare
 from dslnet_edge.spec import SPEC_METADATA_KEY, InputSpec
 from export.onnx import (
     ExportError,

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from dslnet_edge.preprocess import preprocess
+from dslnet_edge.preprocessing import preprocess
 from export.parity import check_parity, load_crops, ort_runner, ort_session, parity_inputs, torch_runner
 
 

@@ -9,7 +9,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from dslnet_edge.compare import compare
+from dslnet_edge.comparison import compare
 from export.onnx import ExportError, random_images, spec_from_onnx
 from export.parity import FP32_TOLERANCES, ort_runner, ort_session
 from export.plugin import NUM_STREAMS, PLUGIN_DOMAIN, PLUGIN_NAME, PLUGIN_NAMESPACE

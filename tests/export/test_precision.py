@@ -9,7 +9,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from dslnet_edge.compare import compare
+from dslnet_edge.comparison import compare
 from export.onnx import ExportError, random_images, spec_from_onnx
 from export.parity import ort_runner, ort_session
 from export.precision import (

@@ -14,7 +14,7 @@ import torch
 from dslnet_edge.metrics import cosine_distance, evaluate_rank
 from dslnet_edge.model import build_variant
 from dslnet_edge.model.checkpoint import save_checkpoint
-from dslnet_edge.preprocess import preprocess
+from dslnet_edge.preprocessing import preprocess
 from dslnet_edge.spec import InputSpec
 from train import evaluate, peers, run
 from train.data import read_market1501
@@ -49,6 +49,40 @@ def small_checkpoint(tmp_path_factory):
 def test_run_errors_are_one_line(argv, message, capsys, tmp_path):
     assert run.main([*argv, "--output", str(tmp_path / "out")]) == 2
     assert message in one_error_line(capsys)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--height", "7", "--width", "3"], "data.height and data.width must be >= 13 (DSLNet downsamples by 16"),
+        (["--lr", "nan"], "optim.lr must be a finite number, got nan"),
+        (["--lr", "inf"], "optim.lr must be a finite number, got inf"),
+        (["--set", "loss.margin=.nan"], "must be a finite number"),
+    ],
+)
+def test_run_bad_values_are_refused_before_anything_is_written(argv, message, synthetic_market, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run.main(["--data-root", str(synthetic_market), "--output", str(out), "--epochs", "1", *argv]) == 2
+    assert message in one_error_line(capsys)
+    assert not out.exists()  # no config.yaml, no checkpoint
+
+
+@pytest.mark.slow
+def test_run_on_a_full_disk_is_one_line(synthetic_market, tmp_path):
+    """The kernel refuses writes past 200 KiB (a full disk, see testutils.file_size_limit): the ~1 MB
+    checkpoint cannot be written. Was torch.save's RuntimeError ("unexpected pos ...") as a traceback."""
+    from testutils import file_size_limit
+
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "train.run", "--data-root", str(synthetic_market), "--output", str(out),
+                           "--height", "32", "--width", "16", "--epochs", "1", "--no-progress", "--set", "data.p=4",
+                           "--set", "run.max_iters=1", "--set", "run.tensorboard=false"],
+                          capture_output=True, text=True, timeout=600, preexec_fn=file_size_limit(200 << 10))
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]  # the lines before it are the training log
+    assert last.startswith("error: could not write checkpoint ") and last.endswith("last.pt: File too large"), last
+    assert not list(out.glob("*.pt")) and not list(out.glob(".*.tmp*"))  # nothing half-written left behind
 
 
 def test_run_resume_with_a_corrupt_checkpoint(small_checkpoint, tmp_path, capsys, synthetic_market):
@@ -135,6 +169,41 @@ def test_evaluate_errors_are_one_line(argv, message, small_checkpoint, capsys):
     assert message in one_error_line(capsys)
 
 
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [
+        ("--max-images", "-5", "--max-images must be an integer >= 0, got -5 (0 = all)"),
+        ("--batch-size", "0", "--batch-size must be an integer >= 1, got 0"),
+        ("--threads", "-1", "--threads must be an integer >= 0, got -1"),
+    ],
+)
+def test_evaluate_bad_numbers_are_one_line(flag, value, message, small_checkpoint, synthetic_market, tmp_path, capsys):
+    argv = ["--checkpoint", str(small_checkpoint), "--data-root", str(synthetic_market), "--output", str(tmp_path / "e")]
+    assert evaluate.main([*argv, flag, value]) == 2
+    assert message in one_error_line(capsys)
+    assert not (tmp_path / "e").exists()
+
+
+@pytest.mark.parametrize("train_folder", ["empty", "absent"])
+def test_evaluate_does_not_need_the_training_folder(train_folder, small_checkpoint, synthetic_market, tmp_path, capsys):
+    """Evaluation reads query/ and bounding_box_test/ only; it used to refuse a root whose bounding_box_train/ is empty."""
+    import shutil
+
+    root = tmp_path / "test_only"
+    for sub in ("query", "bounding_box_test"):
+        shutil.copytree(synthetic_market / sub, root / sub)
+    if train_folder == "empty":
+        (root / "bounding_box_train").mkdir()
+    argv = ["--checkpoint", str(small_checkpoint), "--data-root", str(root), "--output", str(tmp_path / "e"), "--json",
+            "--no-plots"]
+    assert evaluate.main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["num_query"] == 8 and report["num_gallery"] == 12
+    full = evaluate.main([*argv[:3], str(synthetic_market), *argv[4:]])  # the same numbers as with the training folder
+    assert full == 0
+    assert json.loads(capsys.readouterr().out)["results"] == report["results"]
+
+
 def test_evaluate_rejects_a_foreign_onnx(tmp_path, capsys, synthetic_market):
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper
@@ -152,6 +221,20 @@ def test_peers_cli_errors(tmp_path, capsys, synthetic_market):
     assert "does not exist" in one_error_line(capsys)
     assert peers.main(["--data-root", str(synthetic_market), "--peers-dir", str(tmp_path), "--models", "9999"]) == 2
     assert "no peer matches" in one_error_line(capsys)
+    assert peers.main(["--data-root", str(synthetic_market), "--peers-dir", str(tmp_path), "--max-images", "-5"]) == 2
+    assert "--max-images must be an integer >= 0, got -5" in one_error_line(capsys)
+
+
+def test_peers_evaluation_does_not_need_the_training_folder(small_checkpoint, synthetic_market, tmp_path):
+    import shutil
+
+    root = tmp_path / "test_only"
+    for sub in ("query", "bounding_box_test"):
+        shutil.copytree(synthetic_market / sub, root / sub)
+    (root / "bounding_box_train").mkdir()  # empty: used to be "holds no usable images"
+    rows = peers.evaluate_peers(root, tmp_path, names=[], checkpoints=[str(small_checkpoint)], log=lambda msg: None)
+    full = peers.evaluate_peers(synthetic_market, tmp_path, names=[], checkpoints=[str(small_checkpoint)], log=lambda msg: None)
+    assert [r.name for r in rows] == ["small.pt"] and rows[0].result.to_dict() == full[0].result.to_dict()
 
 
 def test_torchrun_two_cpu_ranks_with_a_frozen_first_epoch(synthetic_market, tmp_path):

@@ -98,3 +98,52 @@ def test_shipped_recipe_files_resolve():
     for path in configs:
         cfg = resolve_config(yaml_files=[path])
         assert cfg.recipe in RECIPES, path
+
+
+def _float_keys(cls, prefix=""):
+    """Every float-typed key of the configuration, dotted (section.key), found by walking the dataclasses."""
+    import dataclasses
+    import typing
+
+    for field in dataclasses.fields(cls):
+        hint = typing.get_type_hints(cls)[field.name]
+        key = f"{prefix}{field.name}"
+        if dataclasses.is_dataclass(hint):
+            yield from _float_keys(hint, key + ".")
+        elif hint is float:
+            yield key
+
+
+FLOAT_KEYS = sorted(_float_keys(TrainConfig))
+
+
+def test_float_keys_are_found():
+    assert {"optim.lr", "optim.weight_decay", "schedule.min_lr"} <= set(FLOAT_KEYS)
+    assert len(FLOAT_KEYS) >= 10
+
+
+@pytest.mark.parametrize("key", FLOAT_KEYS)
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_every_float_value_must_be_finite(key, value):
+    """NaN passes every ``<= 0`` check, so --lr nan used to train (and write config.yaml) with NaN."""
+    section, name = key.rsplit(".", 1)
+    override = {name: value}
+    for part in reversed(section.split(".")):
+        override = {part: override}
+    with pytest.raises(ConfigError, match=f"{key} must be a finite number"):
+        resolve_config(overrides=[override])  # as the --lr flag passes it
+    yaml_text = {"nan": ".nan", "inf": ".inf", "-inf": "-.inf"}[str(value)]
+    with pytest.raises(ConfigError, match=f"{key} must be a finite number"):
+        resolve_config(overrides=[parse_override(f"{key}={yaml_text}")])  # as --set and YAML files give it
+
+
+def test_betas_must_be_finite():
+    with pytest.raises(ConfigError, match=r"optim.betas\[1\] must be a finite number"):
+        resolve_config(overrides=[parse_override("optim.betas=[0.9, .nan]")])
+
+
+@pytest.mark.parametrize(("height", "width"), [(7, 3), (12, 64), (256, 12)])
+def test_input_smaller_than_the_network_accepts_is_refused(height, width):
+    with pytest.raises(ConfigError, match=f"data.height and data.width must be >= 13 .*got {height}x{width}"):
+        resolve_config(overrides=[{"data": {"height": height, "width": width}}])
+    assert resolve_config(overrides=[{"data": {"height": 13, "width": 13}}]).data.height == 13

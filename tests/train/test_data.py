@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from dslnet_edge.preprocess import resize_crop
+from dslnet_edge.preprocessing import resize_crop
 from dslnet_edge.spec import InputSpec
 from train.data import (
     DatasetError,
@@ -183,7 +183,7 @@ def test_image_cache_keeps_the_model_channel_order(tmp_path, mode):
 def test_image_cache_unreadable_file(tmp_path):
     bad = tmp_path / "0001_c1s1_000000_00.jpg"
     bad.write_bytes(b"not a jpeg")
-    with pytest.raises(DatasetError, match="could not read image"):
+    with pytest.raises(DatasetError, match="could not be decoded as an image"):
         ImageCache.build([str(bad)], InputSpec(height=8, width=4))
     with pytest.raises(ValueError, match="cache mode"):
         ImageCache.build([str(bad)], InputSpec(height=8, width=4), mode="lmdb")

@@ -139,7 +139,7 @@ def test_teacher_targets_flip_views_and_cache(synthetic_market, tmp_path):
     assert targets.shape == (6, 2, 512) and targets.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(targets, axis=2), 1.0, atol=1e-5)
     # view 1 is the teachers on the mirrored image: recompute one by hand through the real models
-    from dslnet_edge.preprocess import preprocess
+    from dslnet_edge.preprocessing import preprocess
     from train.data import read_bgr
 
     teachers = [load_teacher(t) for t in cfg.teachers]

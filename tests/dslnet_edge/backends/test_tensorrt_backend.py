@@ -377,7 +377,7 @@ def _build_tiny_engine(tmp_path):
 def test_real_engine_matches_onnxruntime(tmp_path, rng):
     pytest.importorskip("tensorrt", reason="TensorRT is not installed here (NVIDIA's pip wheel or JetPack)")
     pytest.importorskip("cuda.bindings", reason="cuda-python is not installed")
-    from dslnet_edge.compare import Tolerances, compare
+    from dslnet_edge.comparison import Tolerances, compare
     from dslnet_edge.engine import Engine
 
     engine_path, onnx_path = _build_tiny_engine(tmp_path)

@@ -2,7 +2,7 @@
 
 A small random-init DSLNet (64x32 input, for speed) is saved as an fp16 inference-only
 checkpoint, loaded back, exported with ``export.onnx.export_onnx`` and compared with the one
-parity function, :func:`dslnet_edge.compare.compare`.
+parity function, :func:`dslnet_edge.comparison.compare`.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from testutils import random_crops  # noqa: E402
 from dslnet_edge.backends import ArtifactNotFoundError, BackendError  # noqa: E402
 from dslnet_edge.backends.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
 from dslnet_edge.backends.torch_backend import TorchBackend  # noqa: E402
-from dslnet_edge.compare import compare  # noqa: E402
+from dslnet_edge.comparison import compare  # noqa: E402
 from dslnet_edge.engine import Engine  # noqa: E402
 from dslnet_edge.model import build_dslnet  # noqa: E402
 from dslnet_edge.model.checkpoint import CheckpointError, load_model, save_checkpoint  # noqa: E402
-from dslnet_edge.preprocess import preprocess  # noqa: E402
+from dslnet_edge.preprocessing import preprocess  # noqa: E402
 from dslnet_edge.spec import InputSpec  # noqa: E402
 
 SPEC = InputSpec(height=64, width=32)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -77,8 +78,11 @@ def test_missing_truncated_foreign_and_directory_files(tmp_path, model):
         foreign: "not a dslnet_edge checkpoint",
     }
     for bad, message in cases.items():
-        with pytest.raises(CheckpointError, match=message):
+        with pytest.raises(CheckpointError, match=message) as info:
             load_checkpoint(bad)
+        assert "weights_only" not in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(CheckpointError, match="Unsupported operand"):  # the safe unpickler's finding, not its advice
+        load_checkpoint(garbage)
 
 
 def test_checkpoint_cannot_run_code(tmp_path):
@@ -88,8 +92,24 @@ def test_checkpoint_cannot_run_code(tmp_path):
 
     path = tmp_path / "evil.pt"
     torch.save({"format": "dslnet_edge.checkpoint", "payload": Evil()}, path)
-    with pytest.raises(CheckpointError, match="could not be read"):
+    with pytest.raises(CheckpointError, match="was not loaded: it holds the Python object (builtins.)?print,") as info:
         load_checkpoint(path)
+    _says_what_is_wrong_without_unsafe_advice(str(info.value))
+
+
+def _says_what_is_wrong_without_unsafe_advice(message: str) -> None:
+    assert "\n" not in message and "\x1b" not in message  # one line, no terminal colour codes
+    assert "weights_only" not in message and "False" not in message and "add_safe_globals" not in message
+    assert "running code" in message
+
+
+def test_foreign_objects_are_named_without_recommending_the_unsafe_loader(tmp_path):
+    """PyTorch's message advises retrying with weights_only=False (runs the file's code): never quoted."""
+    path = tmp_path / "numpy_inside.pt"
+    torch.save({"weights": np.zeros(3)}, path)  # a numpy array: not allowed by the safe loader
+    with pytest.raises(CheckpointError, match=r"holds the Python object numpy\.\S*_reconstruct") as info:
+        load_checkpoint(path)
+    _says_what_is_wrong_without_unsafe_advice(str(info.value))
 
 
 def test_mismatched_weights_are_reported(tmp_path, model):

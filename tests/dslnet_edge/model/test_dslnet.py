@@ -182,3 +182,19 @@ def test_config_round_trip():
     assert DSLNetConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ValueError, match="unknown fields"):
         DSLNetConfig.from_dict({**config.to_dict(), "depth": 3})
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_smallest_input_is_derived_from_the_strides(name):
+    """min_input_size() follows DOWNSAMPLING, which is what the built network really has."""
+    from dslnet_edge.model.dslnet import DOWNSAMPLING, downsampling_layers, min_input_size
+
+    smallest = min_input_size()
+    model = build_variant(name, spec=InputSpec(height=smallest, width=smallest)).eval()
+    assert downsampling_layers(model) == DOWNSAMPLING
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, smallest, smallest)).shape == (1, 512)
+        with pytest.raises(RuntimeError, match="too small"):  # one pixel less breaks the last average pool
+            model(torch.zeros(1, 3, smallest - 1, smallest))
+    with pytest.raises(ValueError, match=f"input 7x3 is too small for DSLNet.*at least {smallest}"):
+        build_variant(name, spec=InputSpec(height=7, width=3))

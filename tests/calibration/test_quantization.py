@@ -13,7 +13,7 @@ from onnx import TensorProto, numpy_helper
 
 from calibration.crops import list_images
 from calibration.errors import CalibrationError
-from calibration.quantize import (
+from calibration.quantization import (
     CALIBRATION_METADATA_KEY,
     DEFAULT_EXCLUDE,
     QuantizeConfig,
@@ -24,7 +24,7 @@ from calibration.quantize import (
 )
 from dslnet_edge.backends import read_onnx_spec
 from dslnet_edge.backends.base import ArtifactError
-from dslnet_edge.compare import Tolerances, compare
+from dslnet_edge.comparison import Tolerances, compare
 from dslnet_edge.spec import SPEC_METADATA_KEY
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from testutils import random_crops
 
-from dslnet_edge.preprocess import preprocess, resize_crop
+from dslnet_edge.preprocessing import preprocess, resize_crop
 from dslnet_edge.spec import InputSpec
 
 SMALL = InputSpec(height=4, width=2)

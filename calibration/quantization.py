@@ -35,7 +35,7 @@ on a DSLNet checkpoint, percentile was best there and worst on OMZ 0267). ONNX R
 CPU runs these graphs as DequantizeLinear + float kernels (0.5-0.8x the FP32 speed here): its
 INT8 speed says nothing about TensorRT's.
 
-Calibration reads the crops through :func:`dslnet_edge.preprocess.preprocess` with the model's
+Calibration reads the crops through :func:`dslnet_edge.preprocessing.preprocess` with the model's
 own InputSpec, in memory-bounded chunks (``CalibStridedMinMax``). The activation ranges are
 kept as JSON next to the output (``<out stem>.calibration.json``), keyed by the FP32 ONNX's
 sha256, the crop list (names and content hashes), the method and the ONNX Runtime version --
@@ -62,7 +62,7 @@ from typing import Any
 
 from calibration.crops import collect_crops, read_crop
 from calibration.errors import CalibrationError
-from dslnet_edge._io import atomic_write, atomic_write_text
+from dslnet_edge._io import atomic_write, atomic_write_text, file_sha256
 from dslnet_edge.spec import SPEC_METADATA_KEY, InputSpec
 
 __all__ = [
@@ -421,7 +421,7 @@ class _CropReader:
         self._next, self._end = 0, len(self.batches)
 
     def get_next(self) -> dict | None:
-        from dslnet_edge.preprocess import preprocess
+        from dslnet_edge.preprocessing import preprocess
 
         if self._next >= self._end:
             return None
@@ -448,14 +448,6 @@ def _stride(reader: _CropReader) -> int:
 # ---------------------------------------------------------------------------------------------
 # the range cache
 # ---------------------------------------------------------------------------------------------
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _cache_key(onnx_sha: str, crops: Sequence[Path], crops_dir: Path, config: QuantizeConfig) -> dict[str, Any]:
     """What the ranges depend on: the graph, the exact crops (content, in order), the options, ONNX Runtime."""
     crops_digest = hashlib.sha256()

@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-import dslnet_edge.compare as compare_module
-from dslnet_edge.compare import ComparisonResult, OutputComparison, Tolerances, compare, compare_outputs, cosine_rows
+import dslnet_edge.comparison as compare_module
+from dslnet_edge.comparison import ComparisonResult, OutputComparison, Tolerances, compare, compare_outputs, cosine_rows
 
 
 def _unit_rows(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
@@ -24,7 +24,7 @@ def test_docstring_examples():
 
 
 def test_compare_is_numpy_only():
-    code = "import sys, dslnet_edge.compare; assert not {'torch', 'onnxruntime', 'tensorrt'} & set(sys.modules)"
+    code = "import sys, dslnet_edge.comparison; assert not {'torch', 'onnxruntime', 'tensorrt'} & set(sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
