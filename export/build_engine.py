@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import hashlib
 import os
 import sys
 import tempfile
@@ -32,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from dslnet_edge._io import atomic_write
+from dslnet_edge._io import atomic_write, file_sha256
 from dslnet_edge.backends.tensorrt_sidecar import EnginePlugin, EngineSidecar, write_engine_sidecar
 from dslnet_edge.spec import InputSpec
 from export.onnx import (
@@ -495,14 +494,6 @@ def _verify(engine_path: Path, prepared: PreparedOnnx, config: EngineBuildConfig
     return {"verified": True, **report.to_dict()}
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def make_sidecar(config, prepared: PreparedOnnx, onnx_path: Path, gpu, facts: dict, verification: dict) -> EngineSidecar:
     """``<out>.json``: what the runtime needs to trust the engine (read by dslnet_edge's TensorRT backend)."""
     from export.plugin import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
@@ -530,7 +521,7 @@ def make_sidecar(config, prepared: PreparedOnnx, onnx_path: Path, gpu, facts: di
         strongly_typed=facts["strongly_typed"],
         builder_flags=tuple(facts["builder_flags"]),
         onnx_path=os.path.relpath(onnx_path, config.out.parent),
-        onnx_sha256=_sha256(onnx_path),
+        onnx_sha256=file_sha256(onnx_path),
         intermediates={k: os.path.relpath(v, config.out.parent) for k, v in prepared.artefacts.items()},
         workspace_bytes=facts["workspace_bytes"],
         verification=verification,
