@@ -55,6 +55,8 @@ _MARKER_TABLE = "dslnet_edge_gallery"
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _INDEXES = ("numpy", "faiss")
 _INITIAL_SLOTS = 16
+#: Similarities computed at once by a search (float32: 64 MB): queries are matched in blocks of this size.
+SEARCH_BLOCK_ELEMENTS = 16 * 1024 * 1024
 
 
 class GalleryError(ValueError):
@@ -328,16 +330,26 @@ class Gallery:
                 return self._search_faiss(q, k)
             return self._search_numpy(q, k)
 
-    def _search_numpy(self, q: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+    def _search_numpy(self, q: np.ndarray, k: int, mask: np.ndarray | None = None) -> list[list[tuple[str, float]]]:
+        """Exact search in blocks of queries, so memory stays bounded by :data:`SEARCH_BLOCK_ELEMENTS`.
+
+        One block holds ``rows x block`` similarities (``rows`` = exemplar slots in use); a full
+        10k-identity gallery matched against 10,000 crops at once never builds the whole
+        ``rows x queries`` matrix (3.8 GB at 8 exemplars), only 64 MB blocks of it.
+        """
         rows = self._high * self._max_exemplars
-        sims = self._feats[:rows] @ q.T  # [rows, Q]
-        sims[~self._valid[:rows]] = -np.inf
-        per_slot = sims.reshape(self._high, self._max_exemplars, len(q)).max(axis=1)  # [slots, Q]
+        usable = self._valid[:rows] if mask is None else self._valid[:rows] & mask[:rows]
+        block = max(1, SEARCH_BLOCK_ELEMENTS // max(rows, 1))
         results = []
-        for column in per_slot.T:
-            top = np.argpartition(-column, k - 1)[:k] if k < len(column) else np.arange(len(column))
-            top = top[np.isfinite(column[top])]
-            results.append(self._ranked([(self._slot_identity[s], float(column[s])) for s in top]))
+        for start in range(0, len(q), block):
+            sims = self._feats[:rows] @ q[start : start + block].T  # [rows, block]
+            sims[~usable] = -np.inf
+            per_slot = sims.reshape(self._high, self._max_exemplars, -1).max(axis=1)  # [slots, block]
+            del sims
+            for column in per_slot.T:
+                top = np.argpartition(-column, k - 1)[:k] if k < len(column) else np.arange(len(column))
+                top = top[np.isfinite(column[top])]
+                results.append(self._ranked([(self._slot_identity[s], float(column[s])) for s in top]))
         return results
 
     def _search_faiss(self, q: np.ndarray, k: int) -> list[list[tuple[str, float]]]:

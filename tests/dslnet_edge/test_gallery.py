@@ -397,3 +397,31 @@ def test_concurrent_adds_and_searches_stay_consistent(rng):
         t.join()
     assert not errors, errors
     assert len(g) == 200 and g.num_exemplars == 200
+
+
+# -- issue 14: bounded search memory, hostile gallery files, symlinks, unencodable names -----
+def test_search_of_many_queries_is_done_in_bounded_blocks(rng):
+    """4,000 queries against 8,000 exemplar slots: the whole similarity matrix would be 128 MB."""
+    import tracemalloc
+
+    from dslnet_edge import gallery as gallery_module
+
+    g = Gallery(max_exemplars=8, capacity=1000)
+    feats = _unit(rng, 8000)
+    for i in range(1000):
+        g.add(f"id{i}", feats[8 * i : 8 * i + 8], timestamp=float(i))
+    queries = _unit(rng, 4000)
+    full_matrix = 8000 * 4000 * 4
+    tracemalloc.start()
+    try:
+        results = g.search(queries, top_k=3)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < gallery_module.SEARCH_BLOCK_ELEMENTS * 4 + 16 * 2**20 < full_matrix
+    assert len(results) == 4000
+    # blocks change nothing: the same answers as the reference, on a sample of the queries
+    for i in (0, 1, 1999, 3999):
+        expected = _brute_force(g, queries[i : i + 1], 3)[0]
+        assert [n for n, _ in results[i]] == [n for n, _ in expected]
+        np.testing.assert_allclose([s for _, s in results[i]], [s for _, s in expected], atol=1e-5)
