@@ -55,6 +55,10 @@ _MARKER_TABLE = "dslnet_edge_gallery"
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _INDEXES = ("numpy", "faiss")
 _INITIAL_SLOTS = 16
+#: Upper bounds a gallery (or a gallery file) may ask for, checked before anything is allocated.
+MAX_EXEMPLARS = 4096
+MAX_FEATURE_DIM = 65536
+MAX_CAPACITY = 100_000_000
 #: Similarities computed at once by a search (float32: 64 MB): queries are matched in blocks of this size.
 SEARCH_BLOCK_ELEMENTS = 16 * 1024 * 1024
 
@@ -90,11 +94,15 @@ class Gallery:
     """
 
     def __init__(self, feature_dim: int | None = None, *, max_exemplars: int = 8, capacity: int = 10_000, index: str = "numpy"):
-        for name, value in (("max_exemplars", max_exemplars), ("capacity", capacity)):
+        for name, value, limit in (("max_exemplars", max_exemplars, MAX_EXEMPLARS), ("capacity", capacity, MAX_CAPACITY)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            if value > limit:
+                raise ValueError(f"{name} must be at most {limit:,}, got {value:,}")
         if feature_dim is not None and (isinstance(feature_dim, bool) or not isinstance(feature_dim, int) or feature_dim < 1):
             raise ValueError(f"feature_dim must be a positive integer or None, got {feature_dim!r}")
+        if feature_dim is not None and feature_dim > MAX_FEATURE_DIM:
+            raise ValueError(f"feature_dim must be at most {MAX_FEATURE_DIM:,}, got {feature_dim:,}")
         if index not in _INDEXES:
             raise ValueError(f"index must be one of {_INDEXES}, got {index!r}")
         if index == "faiss":
@@ -224,7 +232,7 @@ class Gallery:
         Returns the identities evicted to make room (least recently seen first), usually none.
         """
         _check_identity(identity)
-        camera = None if camera is None else str(camera)
+        camera = _check_camera(camera)
         stamp = _timestamp(timestamp)
         with self._lock:
             feats = self._as_features(features, "features", set_dim=True)
@@ -295,6 +303,7 @@ class Gallery:
 
     def new_identity(self, prefix: str = "person-") -> str:
         """A fresh identity name (``person-000001``, ...) not used in this gallery; the counter is saved with it."""
+        _check_identity(prefix or "x")
         with self._lock:
             while True:
                 name = f"{prefix}{self._next_anonymous:06d}"
@@ -423,6 +432,8 @@ class Gallery:
         ``overwrite=True``.
         """
         path = Path(path)
+        if path.is_symlink():  # write the file the link points to; the link stays a link
+            path = path.resolve()
         if path.exists() and not overwrite and self._known_files.get(str(path.resolve())) != _fingerprint(path):
             _refuse_foreign_destination(path)
         snapshot = self._snapshot()
@@ -484,7 +495,10 @@ class Gallery:
             kept = exemplars[-gallery.max_exemplars :]
             dropped += len(exemplars) - len(kept)
             with gallery._lock:
-                feats = gallery._as_features(np.stack([f for f, _, _ in kept]), "features", set_dim=True)
+                try:
+                    feats = gallery._as_features(np.stack([f for f, _, _ in kept]), "features", set_dim=True)
+                except GalleryError as exc:
+                    raise GalleryFileError(f"{path}: identity {identity!r}: {exc}") from None
                 gallery._add_rows(identity, feats, [c for _, c, _ in kept], [t for _, _, t in kept])
             slot = gallery._slots[identity]
             gallery._first_seen[slot] = first_seen
@@ -632,11 +646,23 @@ def _read_database(path: Path) -> dict:
             con.close()
     except sqlite3.DatabaseError as exc:
         raise GalleryFileError(f"{path} is a corrupt gallery database: {exc}") from None
-    for name, value in (("feature_dim", dim), ("max_exemplars", max_exemplars), ("capacity", capacity)):
-        if not isinstance(value, int) or value < (0 if name == "feature_dim" else 1):
-            raise GalleryFileError(f"{path} has an invalid {name} {value!r}")
+    limits = (("feature_dim", dim, 0, MAX_FEATURE_DIM), ("max_exemplars", max_exemplars, 1, MAX_EXEMPLARS),
+              ("capacity", capacity, 1, MAX_CAPACITY), ("next_anonymous", next_anonymous, 0, 2**62))
+    for name, value, low, high in limits:  # checked before anything is allocated from them
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise GalleryFileError(f"{path} has an invalid {name} {value!r} (expected an integer in [{low}, {high:,}])")
+    for identity, first, last in identities:
+        _file_check(path, _check_identity, identity)
+        for what, value in (("first_seen", first), ("last_seen", last)):
+            if not _is_finite_number(value):
+                raise GalleryFileError(f"{path}: identity {identity!r} has an invalid {what} {value!r}")
     by_identity: dict[str, list] = {identity: [] for identity, _, _ in identities}
     for identity, blob, camera, stamp in rows:
+        if camera is not None and not isinstance(camera, str):
+            raise GalleryFileError(f"{path}: an exemplar of {identity!r} has a camera of type {type(camera).__name__}, not text")
+        _file_check(path, _check_camera, camera)
+        if not _is_finite_number(stamp):
+            raise GalleryFileError(f"{path}: an exemplar of {identity!r} has an invalid timestamp {stamp!r}")
         if identity not in by_identity:
             raise GalleryFileError(f"{path}: an exemplar belongs to identity {identity!r}, which is not in its identities table")
         if not isinstance(blob, bytes) or len(blob) != 4 * dim:
@@ -662,6 +688,34 @@ def _read_database(path: Path) -> dict:
 def _check_identity(identity: object) -> None:
     if not isinstance(identity, str) or not identity:
         raise GalleryError(f"identity must be a non-empty string, got {identity!r}")
+    _check_encodable(identity, "identity")
+
+
+def _check_camera(camera: object) -> str | None:
+    if camera is None:
+        return None
+    camera = str(camera)
+    _check_encodable(camera, "camera")
+    return camera
+
+
+def _check_encodable(text: str, what: str) -> None:
+    """Refuse text that SQLite (UTF-8) cannot store, such as lone surrogates, when it arrives, not at save time."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise GalleryError(f"{what} {text!r} is not valid Unicode text ({exc.reason} at {exc.start}); it could not be saved") from None
+
+
+def _file_check(path: Path, check, value) -> None:
+    try:
+        check(value)
+    except GalleryError as exc:
+        raise GalleryFileError(f"{path}: {exc}") from None
+
+
+def _is_finite_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _timestamp(timestamp: float | None) -> float:
