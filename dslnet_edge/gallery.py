@@ -30,6 +30,7 @@ lock guards every method.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import math
 import os
@@ -45,7 +46,7 @@ import numpy as np
 
 from dslnet_edge._io import atomic_write
 
-__all__ = ["Gallery", "GalleryError", "GalleryFileError", "IdentityInfo", "GALLERY_FORMAT", "GALLERY_VERSION"]
+__all__ = ["Gallery", "GalleryStore", "GalleryError", "GalleryFileError", "IdentityInfo", "GALLERY_FORMAT", "GALLERY_VERSION"]
 
 GALLERY_FORMAT = "dslnet_edge.gallery"
 GALLERY_VERSION = 1
@@ -82,8 +83,85 @@ class IdentityInfo:
     cameras: tuple[str, ...]
 
 
-class Gallery:
-    """Bounded, searchable, persistent store of identity exemplars.
+class GalleryStore(abc.ABC):
+    """The storage interface every gallery implements; :class:`~dslnet_edge.matcher.Matcher` uses only this.
+
+    Two implementations share one set of semantics (and one test suite):
+
+    * :class:`Gallery`: in memory, searched with NumPy (or faiss), saved to one SQLite file; the
+      embedded default for one box.
+    * :class:`dslnet_edge.milvus_gallery.MilvusGallery`: the rows live in Milvus, through
+      ``pymilvus``: a ``milvus-lite`` file for tests and single boxes, or a Milvus server
+      (``http://host:19530``) shared by many boxes and processes.
+
+    Semantics: identities hold at most ``max_exemplars`` L2-normalized exemplars (a new one
+    replaces the oldest); at most ``capacity`` identities (adding one more evicts the least
+    recently seen; ``add`` and ``touch`` count as seen); search is exact cosine similarity, an
+    identity scoring its best exemplar, optionally filtered by camera and time; names must be
+    valid Unicode text.
+    """
+
+    @property
+    @abc.abstractmethod
+    def feature_dim(self) -> int | None: ...
+
+    @property
+    @abc.abstractmethod
+    def max_exemplars(self) -> int: ...
+
+    @property
+    @abc.abstractmethod
+    def capacity(self) -> int: ...
+
+    @property
+    @abc.abstractmethod
+    def num_exemplars(self) -> int: ...
+
+    @abc.abstractmethod
+    def __len__(self) -> int: ...
+
+    @abc.abstractmethod
+    def __contains__(self, identity: object) -> bool: ...
+
+    @abc.abstractmethod
+    def identities(self) -> list[str]:
+        """All identities, least recently seen first."""
+
+    @abc.abstractmethod
+    def info(self, identity: str) -> IdentityInfo: ...
+
+    @abc.abstractmethod
+    def features(self, identity: str) -> np.ndarray:
+        """The identity's exemplars, oldest first (float32 ``[n, D]``)."""
+
+    @abc.abstractmethod
+    def add(self, identity: str, features: np.ndarray, *, camera: str | None = None, timestamp: float | None = None) -> list[str]:
+        """Add exemplars to ``identity`` (created if new); returns the identities evicted to make room."""
+
+    @abc.abstractmethod
+    def touch(self, identity: str, *, timestamp: float | None = None) -> None: ...
+
+    @abc.abstractmethod
+    def remove(self, identity: str) -> None: ...
+
+    @abc.abstractmethod
+    def clear(self) -> None: ...
+
+    @abc.abstractmethod
+    def new_identity(self, prefix: str = "person-") -> str:
+        """A fresh identity name not used in this gallery."""
+
+    @abc.abstractmethod
+    def search(self, queries: np.ndarray, top_k: int = 5, *, cameras: Iterable[str] | None = None,
+               since: float | None = None, until: float | None = None) -> list[list[tuple[str, float]]]: ...
+
+    @abc.abstractmethod
+    def similarity(self, identity: str, queries: np.ndarray) -> np.ndarray:
+        """Best cosine similarity of each query to ``identity``'s exemplars (float32 ``[Q]``)."""
+
+
+class Gallery(GalleryStore):
+    """Bounded, searchable, persistent store of identity exemplars (in memory; one SQLite file on disk).
 
     Args:
         feature_dim: embedding length; None takes it from the first features added.
@@ -317,27 +395,50 @@ class Gallery:
                 self._release(identity)
 
     # -- search ------------------------------------------------------------------------------
-    def search(self, queries: np.ndarray, top_k: int = 5) -> list[list[tuple[str, float]]]:
+    def search(
+        self,
+        queries: np.ndarray,
+        top_k: int = 5,
+        *,
+        cameras: Iterable[str] | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> list[list[tuple[str, float]]]:
         """The ``top_k`` most similar identities for every query, best first.
 
         Args:
             queries: ``[D]`` or ``[Q, D]`` embeddings (L2-normalized here).
             top_k: candidates per query (fewer when the gallery holds fewer identities).
+            cameras, since, until: metadata filters: only exemplars seen by one of ``cameras``
+                and with ``since <= timestamp <= until`` count (None: no filter).
 
         Returns:
-            one list per query of ``(identity, cosine similarity)`` tuples, highest first;
-            identities score their best exemplar.
+            one list per query of ``(identity, cosine similarity)`` tuples, highest first (ties by
+            name); identities score their best (matching) exemplar.
         """
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+        k, filters = _check_search_args(top_k, cameras, since, until)
         with self._lock:
             q = self._as_features(queries, "queries")
             if not self._slots:
                 return [[] for _ in range(len(q))]
-            k = min(top_k, len(self._slots))
+            k = min(k, len(self._slots))
+            if filters:
+                return self._search_numpy(q, k, self._filter_mask(*filters))
             if self._index == "faiss":
                 return self._search_faiss(q, k)
             return self._search_numpy(q, k)
+
+    def _filter_mask(self, cameras: frozenset | None, since: float | None, until: float | None) -> np.ndarray:
+        rows = self._high * self._max_exemplars
+        mask = np.ones(rows, bool)
+        if cameras is not None:
+            mask &= np.fromiter((c in cameras for c in self._row_camera[:rows]), bool, rows)
+        with np.errstate(invalid="ignore"):
+            if since is not None:
+                mask &= self._row_time[:rows] >= since
+            if until is not None:
+                mask &= self._row_time[:rows] <= until
+        return mask
 
     def _search_numpy(self, q: np.ndarray, k: int, mask: np.ndarray | None = None) -> list[list[tuple[str, float]]]:
         """Exact search in blocks of queries, so memory stays bounded by :data:`SEARCH_BLOCK_ELEMENTS`.
@@ -401,26 +502,11 @@ class Gallery:
     # -- validation --------------------------------------------------------------------------
     def _as_features(self, x: np.ndarray, what: str, *, set_dim: bool = False) -> np.ndarray:
         """Validate ``[D]``/``[N, D]`` features and L2-normalize them (float32 ``[N, D]``)."""
-        x = np.asarray(x)
-        if x.dtype.kind not in "fiu" or x.dtype == np.bool_:
-            raise GalleryError(f"{what} must be a float array, got dtype {x.dtype}")
-        if x.ndim == 1:
-            x = x[None]
-        if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
-            raise GalleryError(f"{what} must have shape [D] or [N, D] with N, D >= 1, got {np.shape(x)}")
+        x = unit_features(x, what, self._dim)
         if self._dim is None and set_dim:
             self._dim = int(x.shape[1])
             self._allocate(len(self._slot_identity))
-        if self._dim is not None and x.shape[1] != self._dim:
-            raise GalleryError(f"{what} have {x.shape[1]} dimensions but this gallery holds {self._dim}-d embeddings (another model?)")
-        x = x.astype(np.float64)
-        finite = np.isfinite(x).all(axis=1)
-        if not finite.all():
-            raise GalleryError(f"{what} row {int(np.argmin(finite))} contains NaN/inf")
-        norms = np.linalg.norm(x, axis=1)
-        if (norms < 1e-12).any():
-            raise GalleryError(f"{what} row {int(np.argmax(norms < 1e-12))} is all zeros; it has no direction to compare")
-        return (x / norms[:, None]).astype(np.float32)
+        return x
 
     # -- persistence -------------------------------------------------------------------------
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -685,6 +771,45 @@ def _read_database(path: Path) -> dict:
 # ---------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------
+def unit_features(x: np.ndarray, what: str, dim: int | None) -> np.ndarray:
+    """Validate ``[D]``/``[N, D]`` features (``D == dim`` unless None) and L2-normalize them (float32 ``[N, D]``)."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "fiu" or x.dtype == np.bool_:
+        raise GalleryError(f"{what} must be a float array, got dtype {x.dtype}")
+    if x.ndim == 1:
+        x = x[None]
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise GalleryError(f"{what} must have shape [D] or [N, D] with N, D >= 1, got {np.shape(x)}")
+    if dim is not None and x.shape[1] != dim:
+        raise GalleryError(f"{what} have {x.shape[1]} dimensions but this gallery holds {dim}-d embeddings (another model?)")
+    if dim is None and x.shape[1] > MAX_FEATURE_DIM:
+        raise GalleryError(f"{what} have {x.shape[1]} dimensions; at most {MAX_FEATURE_DIM:,} are supported")
+    x = x.astype(np.float64)
+    finite = np.isfinite(x).all(axis=1)
+    if not finite.all():
+        raise GalleryError(f"{what} row {int(np.argmin(finite))} contains NaN/inf")
+    norms = np.linalg.norm(x, axis=1)
+    if (norms < 1e-12).any():
+        raise GalleryError(f"{what} row {int(np.argmax(norms < 1e-12))} is all zeros; it has no direction to compare")
+    return (x / norms[:, None]).astype(np.float32)
+
+
+def _check_search_args(top_k, cameras, since, until) -> tuple[int, tuple | None]:
+    """Validate search arguments shared by every gallery; returns ``(top_k, filters or None)``."""
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+    if isinstance(cameras, str):
+        raise ValueError(f"cameras must be a collection of camera names, got the string {cameras!r} (wrap it in a list)")
+    if cameras is not None:
+        cameras = frozenset(_check_camera(c) for c in cameras)
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and not _is_finite_number(value):
+            raise ValueError(f"{name} must be a finite number of seconds or None, got {value!r}")
+    if cameras is None and since is None and until is None:
+        return top_k, None
+    return top_k, (cameras, None if since is None else float(since), None if until is None else float(until))
+
+
 def _check_identity(identity: object) -> None:
     if not isinstance(identity, str) or not identity:
         raise GalleryError(f"identity must be a non-empty string, got {identity!r}")
