@@ -6,8 +6,15 @@ Memory is bounded by design, so a matcher can run on an endless camera stream:
 * at most ``capacity`` identities; adding one more evicts the identity seen least recently
   (``add`` and ``touch`` count as seen).
 
-Search is exact cosine similarity: an identity scores the best similarity over its exemplars.
-NumPy does it with one matrix product over preallocated storage (the default). ``index="faiss"``
+:class:`GalleryStore` is the interface the :class:`~dslnet_edge.matcher.Matcher` uses; this module's
+:class:`Gallery` (in memory, one SQLite file on disk) is the embedded default, and
+:class:`dslnet_edge.milvus_gallery.MilvusGallery` keeps the same semantics in Milvus for galleries
+shared by many processes and boxes.
+
+Search is exact cosine similarity: an identity scores the best similarity over its exemplars
+(optionally only the exemplars of some cameras or a time window). NumPy does it with matrix
+products over preallocated storage (the default), in blocks of queries so that memory stays
+bounded however many crops are matched at once (:data:`SEARCH_BLOCK_ELEMENTS`). ``index="faiss"``
 uses a ``faiss.IndexFlatIP`` (exact inner product; optional dependency, ``pip install
 faiss-cpu``) built from the same rows, which returns the same identities and similarities. The
 faiss index is rebuilt lazily after the gallery changes (a copy of every exemplar), so it pays off
@@ -22,7 +29,11 @@ a temporary file in the destination folder, fsyncs it and renames it over the ol
 (:func:`dslnet_edge._io.atomic_write`), so a crash or ``kill -9`` mid-save leaves the previous
 gallery intact. Loading opens the file read-only; a file that is not SQLite, a SQLite file
 that is not a gallery, or a corrupt gallery raises :class:`GalleryFileError` and is never
-overwritten unless ``save(..., overwrite=True)`` says so.
+overwritten unless ``save(..., overwrite=True)`` says so. Every value read from a file is checked
+(types, finite times, valid text, sizes within :data:`MAX_EXEMPLARS` / :data:`MAX_FEATURE_DIM` /
+:data:`MAX_CAPACITY` before anything is allocated), so a hand-edited file fails with
+:class:`GalleryFileError`, not a bare ``ValueError`` or ``MemoryError``. Saving through a symbolic
+link writes the file it points to and leaves the link in place.
 
 Standard library and NumPy only (faiss imported on first use). Thread-safe: one re-entrant
 lock guards every method.
