@@ -86,6 +86,9 @@ def test_refusals(tmp_path, capsys):
     with pytest.raises(DeepStreamError, match="one net-scale-factor"):
         write_deepstream(DeepStreamConfig(engine=_engine(tmp_path / "c", uneven), out=tmp_path / "ds"))
     # the CLI: one line, and nothing a user wrote is replaced without --overwrite
+    assert main(["--no-such-flag"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "usage:" not in err
     assert main(["--engine", str(engine), "--out", str(tmp_path / "ds")]) == 0
     capsys.readouterr()
     assert main(["--engine", str(engine), "--out", str(tmp_path / "ds")]) == 1

@@ -131,6 +131,9 @@ def test_engine_repository_follows_the_sidecar(tmp_path, plugin, expect_plan, no
 
 
 def test_cli_refuses_bad_input_with_one_line(tmp_path, capsys):
+    assert main(["--no-such-flag"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "usage:" not in err
     assert main(["--onnx", str(tmp_path / "missing.onnx"), "--out", str(tmp_path / "m")]) == 1
     assert capsys.readouterr().err.strip().count("\n") == 0
     busy = tmp_path / "busy"
