@@ -44,6 +44,7 @@ import shutil
 from pathlib import Path
 
 from dslnet_edge.spec import InputSpec
+from export.engine_facts import EngineFacts, engine_facts
 
 __all__ = ["DeepStreamConfig", "DeepStreamError", "nvinfer_properties", "write_deepstream", "main"]
 
@@ -86,33 +87,6 @@ class DeepStreamConfig:
             raise DeepStreamError(f"--gie-id and --primary-gie-id must differ, both are {self.gie_id}")
 
 
-@dataclasses.dataclass(frozen=True)
-class _EngineFacts:
-    spec: InputSpec
-    precision: str
-    max_batch: int | None
-    plugin: str  # "none" | "aot" | "jit" | "library"
-    plugin_library: str | None
-
-
-def _engine_facts(engine: Path) -> _EngineFacts:
-    """The sidecar facts DeepStream needs; the ONE place this module reads the engine sidecar."""
-    from dslnet_edge.backends.tensorrt_backend import read_engine_sidecar
-
-    sidecar = read_engine_sidecar(engine)
-    plugin, library = "none", None
-    if sidecar.plugin is not None:
-        plugin = "aot" if sidecar.plugin.embedded else "library" if sidecar.plugin.library else "jit"
-        library = sidecar.plugin.library
-    return _EngineFacts(
-        spec=sidecar.input_spec,
-        precision=sidecar.precision or sidecar.input_spec.precision,
-        max_batch=sidecar.max_batch,
-        plugin=plugin,
-        plugin_library=library,
-    )
-
-
 def scale_and_offsets(spec: InputSpec) -> tuple[float, tuple[float, float, float]]:
     """nvinfer's ``net-scale-factor`` and per-channel ``offsets`` giving the pixels the model expects."""
     if spec.normalization_in_model:
@@ -127,7 +101,7 @@ def scale_and_offsets(spec: InputSpec) -> tuple[float, tuple[float, float, float
     return 1.0 / (255.0 * spec.std[0]), tuple(255.0 * m for m in spec.mean)
 
 
-def nvinfer_properties(config: DeepStreamConfig, facts: _EngineFacts, engine_path: str) -> dict[str, str]:
+def nvinfer_properties(config: DeepStreamConfig, facts: EngineFacts, engine_path: str) -> dict[str, str]:
     """The ``[property]`` group of the nvinfer config, as ordered key -> text."""
     spec = facts.spec
     if facts.plugin == "jit":
@@ -166,7 +140,7 @@ def nvinfer_properties(config: DeepStreamConfig, facts: _EngineFacts, engine_pat
 
 def write_deepstream(config: DeepStreamConfig) -> dict[str, Path]:
     """Write the nvinfer config and the pad-probe example; returns their paths."""
-    facts = _engine_facts(config.engine)
+    facts = engine_facts(config.engine)
     config.out.mkdir(parents=True, exist_ok=True)
     paths = {"config": config.out / CONFIG_NAME, "probe": config.out / PROBE_NAME}
     for path in paths.values():
@@ -192,7 +166,7 @@ def write_deepstream(config: DeepStreamConfig) -> dict[str, Path]:
     return paths
 
 
-def _plugin_note(facts: _EngineFacts) -> str:
+def _plugin_note(facts: EngineFacts) -> str:
     return {
         "none": "not used; nothing to load.",
         "aot": "compiled ahead of time into the engine; nothing to load.",

@@ -45,6 +45,7 @@ from pathlib import Path
 
 from dslnet_edge.backends.triton_client_backend import SPEC_PARAMETER
 from dslnet_edge.spec import InputSpec
+from export.engine_facts import engine_facts
 
 __all__ = ["TritonRepoConfig", "TritonRepoError", "write_repository", "main", "SPEC_PARAMETER"]
 
@@ -101,43 +102,6 @@ class TritonRepoConfig:
 # ---------------------------------------------------------------------------------------------
 # what the artefact says
 # ---------------------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class _EngineFacts:
-    spec: InputSpec
-    max_batch: int | None
-    opt_batch: int | None
-    plugin: str  # "none" | "aot" | "jit" | "library"
-    plugin_library: str | None
-    onnx: Path | None  # the ONNX the engine was built from, when the sidecar names one that exists
-
-
-def _engine_facts(engine: Path) -> _EngineFacts:
-    """The sidecar facts this exporter needs; the ONE place it reads the engine sidecar."""
-    from dslnet_edge.backends.tensorrt_backend import read_engine_sidecar
-
-    sidecar = read_engine_sidecar(engine)
-    profile = sidecar.raw.get("profile") if isinstance(sidecar.raw.get("profile"), dict) else {}
-    opt = profile.get("opt")
-    plugin, library = "none", None
-    if sidecar.plugin is not None:
-        if sidecar.plugin.embedded:
-            plugin = "aot"
-        elif sidecar.plugin.library:
-            plugin, library = "library", sidecar.plugin.library
-        else:
-            plugin = "jit"
-    onnx = (sidecar.raw.get("onnx") or {}).get("path") if isinstance(sidecar.raw.get("onnx"), dict) else None
-    onnx_path = (engine.parent / onnx) if onnx else None
-    return _EngineFacts(
-        spec=sidecar.input_spec,
-        max_batch=sidecar.max_batch,
-        opt_batch=opt[0] if isinstance(opt, list) and opt and isinstance(opt[0], int) else None,
-        plugin=plugin,
-        plugin_library=library,
-        onnx=onnx_path if onnx_path is not None and onnx_path.is_file() else None,
-    )
-
-
 def _onnx_spec(path: Path) -> InputSpec:
     from dslnet_edge.backends import read_onnx_spec
 
@@ -206,7 +170,7 @@ def write_repository(config: TritonRepoConfig) -> dict[str, Path]:
     models: dict[str, Path] = {}
     notes: list[str] = []
     if config.engine is not None:
-        facts = _engine_facts(config.engine)
+        facts = engine_facts(config.engine)
         spec = facts.spec
         max_batch = config.max_batch or facts.max_batch or 1
         if facts.max_batch is not None and max_batch > facts.max_batch:
@@ -284,7 +248,8 @@ def _python_model(config: TritonRepoConfig, name: str, source: Path, *, spec: In
     sidecar = source.with_name(source.name + ".json")
     if source.suffix.lower() in (".engine", ".plan") and sidecar.is_file():
         shutil.copyfile(sidecar, version / sidecar.name)
-    parameters = {"model_file": source.name, "device": config.python_device, "input": CROPS_NAME if crops else INPUT_NAME}
+    device = "cuda" if source.suffix.lower() in (".engine", ".plan") else config.python_device  # TensorRT runs on the GPU
+    parameters = {"model_file": source.name, "device": device, "input": CROPS_NAME if crops else INPUT_NAME}
     text = model_config(name, kind="python", spec=spec, max_batch=max_batch, queue_delay_us=config.queue_delay_us,
                         instances=config.instances, parameters=parameters, crops=crops)
     (folder / "config.pbtxt").write_text(text, encoding="utf-8")
