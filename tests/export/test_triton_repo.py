@@ -130,6 +130,18 @@ def test_engine_repository_follows_the_sidecar(tmp_path, plugin, expect_plan, no
     assert python.parameters["model_file"].string_value == _demo_onnx().name
 
 
+def test_python_models_wrap_the_engine_when_its_onnx_is_gone(tmp_path):
+    onnx_copy = tmp_path / "gone.onnx"
+    onnx_copy.write_bytes(_demo_onnx().read_bytes())
+    engine = _fake_engine(tmp_path, onnx_copy, plugin=(False, None))
+    onnx_copy.unlink()
+    models = write_repository(TritonRepoConfig(out=tmp_path / "models", engine=engine))
+    config = _parse(models["dslnet_python"])
+    assert config.parameters["model_file"].string_value == "model.engine"
+    assert config.parameters["device"].string_value == "cuda"  # TensorRT needs the GPU whatever --python-device says
+    assert (models["dslnet_python"] / "1" / "model.engine.json").is_file()
+
+
 def test_cli_refuses_bad_input_with_one_line(tmp_path, capsys):
     assert main(["--no-such-flag"]) == 2
     err = capsys.readouterr().err
