@@ -153,7 +153,7 @@ def _build_backend(path, backend: str | None, device: str | None, max_batch: int
 
         path = demo_weights("onnx")  # FileNotFoundError naming the missing file
         backend = backend or "onnxruntime"
-    path = Path(path)
+    path = path if "://" in str(path) else Path(path)  # a server URL (grpc://host:port/model) stays a string
     name = backend or backend_for_path(path)
     cls = backend_class(name)
     if device is not None:

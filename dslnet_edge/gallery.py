@@ -6,8 +6,15 @@ Memory is bounded by design, so a matcher can run on an endless camera stream:
 * at most ``capacity`` identities; adding one more evicts the identity seen least recently
   (``add`` and ``touch`` count as seen).
 
-Search is exact cosine similarity: an identity scores the best similarity over its exemplars.
-NumPy does it with one matrix product over preallocated storage (the default). ``index="faiss"``
+:class:`GalleryStore` is the interface the :class:`~dslnet_edge.matcher.Matcher` uses; this module's
+:class:`Gallery` (in memory, one SQLite file on disk) is the embedded default, and
+:class:`dslnet_edge.milvus_gallery.MilvusGallery` keeps the same semantics in Milvus for galleries
+shared by many processes and boxes.
+
+Search is exact cosine similarity: an identity scores the best similarity over its exemplars
+(optionally only the exemplars of some cameras or a time window). NumPy does it with matrix
+products over preallocated storage (the default), in blocks of queries so that memory stays
+bounded however many crops are matched at once (:data:`SEARCH_BLOCK_ELEMENTS`). ``index="faiss"``
 uses a ``faiss.IndexFlatIP`` (exact inner product; optional dependency, ``pip install
 faiss-cpu``) built from the same rows, which returns the same identities and similarities. The
 faiss index is rebuilt lazily after the gallery changes (a copy of every exemplar), so it pays off
@@ -22,7 +29,11 @@ a temporary file in the destination folder, fsyncs it and renames it over the ol
 (:func:`dslnet_edge._io.atomic_write`), so a crash or ``kill -9`` mid-save leaves the previous
 gallery intact. Loading opens the file read-only; a file that is not SQLite, a SQLite file
 that is not a gallery, or a corrupt gallery raises :class:`GalleryFileError` and is never
-overwritten unless ``save(..., overwrite=True)`` says so.
+overwritten unless ``save(..., overwrite=True)`` says so. Every value read from a file is checked
+(types, finite times, valid text, sizes within :data:`MAX_EXEMPLARS` / :data:`MAX_FEATURE_DIM` /
+:data:`MAX_CAPACITY` before anything is allocated), so a hand-edited file fails with
+:class:`GalleryFileError`, not a bare ``ValueError`` or ``MemoryError``. Saving through a symbolic
+link writes the file it points to and leaves the link in place.
 
 Standard library and NumPy only (faiss imported on first use). Thread-safe: one re-entrant
 lock guards every method.
@@ -30,6 +41,7 @@ lock guards every method.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import math
 import os
@@ -45,7 +57,7 @@ import numpy as np
 
 from dslnet_edge._io import atomic_write
 
-__all__ = ["Gallery", "GalleryError", "GalleryFileError", "IdentityInfo", "GALLERY_FORMAT", "GALLERY_VERSION"]
+__all__ = ["Gallery", "GalleryStore", "GalleryError", "GalleryFileError", "IdentityInfo", "GALLERY_FORMAT", "GALLERY_VERSION"]
 
 GALLERY_FORMAT = "dslnet_edge.gallery"
 GALLERY_VERSION = 1
@@ -55,6 +67,12 @@ _MARKER_TABLE = "dslnet_edge_gallery"
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _INDEXES = ("numpy", "faiss")
 _INITIAL_SLOTS = 16
+#: Upper bounds a gallery (or a gallery file) may ask for, checked before anything is allocated.
+MAX_EXEMPLARS = 4096
+MAX_FEATURE_DIM = 65536
+MAX_CAPACITY = 100_000_000
+#: Similarities computed at once by a search (float32: 64 MB): queries are matched in blocks of this size.
+SEARCH_BLOCK_ELEMENTS = 16 * 1024 * 1024
 
 
 class GalleryError(ValueError):
@@ -76,8 +94,85 @@ class IdentityInfo:
     cameras: tuple[str, ...]
 
 
-class Gallery:
-    """Bounded, searchable, persistent store of identity exemplars.
+class GalleryStore(abc.ABC):
+    """The storage interface every gallery implements; :class:`~dslnet_edge.matcher.Matcher` uses only this.
+
+    Two implementations share one set of semantics (and one test suite):
+
+    * :class:`Gallery`: in memory, searched with NumPy (or faiss), saved to one SQLite file; the
+      embedded default for one box.
+    * :class:`dslnet_edge.milvus_gallery.MilvusGallery`: the rows live in Milvus, through
+      ``pymilvus``: a ``milvus-lite`` file for tests and single boxes, or a Milvus server
+      (``http://host:19530``) shared by many boxes and processes.
+
+    Semantics: identities hold at most ``max_exemplars`` L2-normalized exemplars (a new one
+    replaces the oldest); at most ``capacity`` identities (adding one more evicts the least
+    recently seen; ``add`` and ``touch`` count as seen); search is exact cosine similarity, an
+    identity scoring its best exemplar, optionally filtered by camera and time; names must be
+    valid Unicode text.
+    """
+
+    @property
+    @abc.abstractmethod
+    def feature_dim(self) -> int | None: ...
+
+    @property
+    @abc.abstractmethod
+    def max_exemplars(self) -> int: ...
+
+    @property
+    @abc.abstractmethod
+    def capacity(self) -> int: ...
+
+    @property
+    @abc.abstractmethod
+    def num_exemplars(self) -> int: ...
+
+    @abc.abstractmethod
+    def __len__(self) -> int: ...
+
+    @abc.abstractmethod
+    def __contains__(self, identity: object) -> bool: ...
+
+    @abc.abstractmethod
+    def identities(self) -> list[str]:
+        """All identities, least recently seen first."""
+
+    @abc.abstractmethod
+    def info(self, identity: str) -> IdentityInfo: ...
+
+    @abc.abstractmethod
+    def features(self, identity: str) -> np.ndarray:
+        """The identity's exemplars, oldest first (float32 ``[n, D]``)."""
+
+    @abc.abstractmethod
+    def add(self, identity: str, features: np.ndarray, *, camera: str | None = None, timestamp: float | None = None) -> list[str]:
+        """Add exemplars to ``identity`` (created if new); returns the identities evicted to make room."""
+
+    @abc.abstractmethod
+    def touch(self, identity: str, *, timestamp: float | None = None) -> None: ...
+
+    @abc.abstractmethod
+    def remove(self, identity: str) -> None: ...
+
+    @abc.abstractmethod
+    def clear(self) -> None: ...
+
+    @abc.abstractmethod
+    def new_identity(self, prefix: str = "person-") -> str:
+        """A fresh identity name not used in this gallery."""
+
+    @abc.abstractmethod
+    def search(self, queries: np.ndarray, top_k: int = 5, *, cameras: Iterable[str] | None = None,
+               since: float | None = None, until: float | None = None) -> list[list[tuple[str, float]]]: ...
+
+    @abc.abstractmethod
+    def similarity(self, identity: str, queries: np.ndarray) -> np.ndarray:
+        """Best cosine similarity of each query to ``identity``'s exemplars (float32 ``[Q]``)."""
+
+
+class Gallery(GalleryStore):
+    """Bounded, searchable, persistent store of identity exemplars (in memory; one SQLite file on disk).
 
     Args:
         feature_dim: embedding length; None takes it from the first features added.
@@ -88,11 +183,15 @@ class Gallery:
     """
 
     def __init__(self, feature_dim: int | None = None, *, max_exemplars: int = 8, capacity: int = 10_000, index: str = "numpy"):
-        for name, value in (("max_exemplars", max_exemplars), ("capacity", capacity)):
+        for name, value, limit in (("max_exemplars", max_exemplars, MAX_EXEMPLARS), ("capacity", capacity, MAX_CAPACITY)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            if value > limit:
+                raise ValueError(f"{name} must be at most {limit:,}, got {value:,}")
         if feature_dim is not None and (isinstance(feature_dim, bool) or not isinstance(feature_dim, int) or feature_dim < 1):
             raise ValueError(f"feature_dim must be a positive integer or None, got {feature_dim!r}")
+        if feature_dim is not None and feature_dim > MAX_FEATURE_DIM:
+            raise ValueError(f"feature_dim must be at most {MAX_FEATURE_DIM:,}, got {feature_dim:,}")
         if index not in _INDEXES:
             raise ValueError(f"index must be one of {_INDEXES}, got {index!r}")
         if index == "faiss":
@@ -222,7 +321,7 @@ class Gallery:
         Returns the identities evicted to make room (least recently seen first), usually none.
         """
         _check_identity(identity)
-        camera = None if camera is None else str(camera)
+        camera = _check_camera(camera)
         stamp = _timestamp(timestamp)
         with self._lock:
             feats = self._as_features(features, "features", set_dim=True)
@@ -293,6 +392,7 @@ class Gallery:
 
     def new_identity(self, prefix: str = "person-") -> str:
         """A fresh identity name (``person-000001``, ...) not used in this gallery; the counter is saved with it."""
+        _check_identity(prefix or "x")
         with self._lock:
             while True:
                 name = f"{prefix}{self._next_anonymous:06d}"
@@ -306,38 +406,71 @@ class Gallery:
                 self._release(identity)
 
     # -- search ------------------------------------------------------------------------------
-    def search(self, queries: np.ndarray, top_k: int = 5) -> list[list[tuple[str, float]]]:
+    def search(
+        self,
+        queries: np.ndarray,
+        top_k: int = 5,
+        *,
+        cameras: Iterable[str] | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> list[list[tuple[str, float]]]:
         """The ``top_k`` most similar identities for every query, best first.
 
         Args:
             queries: ``[D]`` or ``[Q, D]`` embeddings (L2-normalized here).
             top_k: candidates per query (fewer when the gallery holds fewer identities).
+            cameras, since, until: metadata filters: only exemplars seen by one of ``cameras``
+                and with ``since <= timestamp <= until`` count (None: no filter).
 
         Returns:
-            one list per query of ``(identity, cosine similarity)`` tuples, highest first;
-            identities score their best exemplar.
+            one list per query of ``(identity, cosine similarity)`` tuples, highest first (ties by
+            name); identities score their best (matching) exemplar.
         """
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+        k, filters = _check_search_args(top_k, cameras, since, until)
         with self._lock:
             q = self._as_features(queries, "queries")
             if not self._slots:
                 return [[] for _ in range(len(q))]
-            k = min(top_k, len(self._slots))
+            k = min(k, len(self._slots))
+            if filters:
+                return self._search_numpy(q, k, self._filter_mask(*filters))
             if self._index == "faiss":
                 return self._search_faiss(q, k)
             return self._search_numpy(q, k)
 
-    def _search_numpy(self, q: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+    def _filter_mask(self, cameras: frozenset | None, since: float | None, until: float | None) -> np.ndarray:
         rows = self._high * self._max_exemplars
-        sims = self._feats[:rows] @ q.T  # [rows, Q]
-        sims[~self._valid[:rows]] = -np.inf
-        per_slot = sims.reshape(self._high, self._max_exemplars, len(q)).max(axis=1)  # [slots, Q]
+        mask = np.ones(rows, bool)
+        if cameras is not None:
+            mask &= np.fromiter((c in cameras for c in self._row_camera[:rows]), bool, rows)
+        with np.errstate(invalid="ignore"):
+            if since is not None:
+                mask &= self._row_time[:rows] >= since
+            if until is not None:
+                mask &= self._row_time[:rows] <= until
+        return mask
+
+    def _search_numpy(self, q: np.ndarray, k: int, mask: np.ndarray | None = None) -> list[list[tuple[str, float]]]:
+        """Exact search in blocks of queries, so memory stays bounded by :data:`SEARCH_BLOCK_ELEMENTS`.
+
+        One block holds ``rows x block`` similarities (``rows`` = exemplar slots in use); a full
+        10k-identity gallery matched against 10,000 crops at once never builds the whole
+        ``rows x queries`` matrix (3.8 GB at 8 exemplars), only 64 MB blocks of it.
+        """
+        rows = self._high * self._max_exemplars
+        usable = self._valid[:rows] if mask is None else self._valid[:rows] & mask[:rows]
+        block = max(1, SEARCH_BLOCK_ELEMENTS // max(rows, 1))
         results = []
-        for column in per_slot.T:
-            top = np.argpartition(-column, k - 1)[:k] if k < len(column) else np.arange(len(column))
-            top = top[np.isfinite(column[top])]
-            results.append(self._ranked([(self._slot_identity[s], float(column[s])) for s in top]))
+        for start in range(0, len(q), block):
+            sims = self._feats[:rows] @ q[start : start + block].T  # [rows, block]
+            sims[~usable] = -np.inf
+            per_slot = sims.reshape(self._high, self._max_exemplars, -1).max(axis=1)  # [slots, block]
+            del sims
+            for column in per_slot.T:
+                top = np.argpartition(-column, k - 1)[:k] if k < len(column) else np.arange(len(column))
+                top = top[np.isfinite(column[top])]
+                results.append(self._ranked([(self._slot_identity[s], float(column[s])) for s in top]))
         return results
 
     def _search_faiss(self, q: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
@@ -380,26 +513,11 @@ class Gallery:
     # -- validation --------------------------------------------------------------------------
     def _as_features(self, x: np.ndarray, what: str, *, set_dim: bool = False) -> np.ndarray:
         """Validate ``[D]``/``[N, D]`` features and L2-normalize them (float32 ``[N, D]``)."""
-        x = np.asarray(x)
-        if x.dtype.kind not in "fiu" or x.dtype == np.bool_:
-            raise GalleryError(f"{what} must be a float array, got dtype {x.dtype}")
-        if x.ndim == 1:
-            x = x[None]
-        if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
-            raise GalleryError(f"{what} must have shape [D] or [N, D] with N, D >= 1, got {np.shape(x)}")
+        x = unit_features(x, what, self._dim)
         if self._dim is None and set_dim:
             self._dim = int(x.shape[1])
             self._allocate(len(self._slot_identity))
-        if self._dim is not None and x.shape[1] != self._dim:
-            raise GalleryError(f"{what} have {x.shape[1]} dimensions but this gallery holds {self._dim}-d embeddings (another model?)")
-        x = x.astype(np.float64)
-        finite = np.isfinite(x).all(axis=1)
-        if not finite.all():
-            raise GalleryError(f"{what} row {int(np.argmin(finite))} contains NaN/inf")
-        norms = np.linalg.norm(x, axis=1)
-        if (norms < 1e-12).any():
-            raise GalleryError(f"{what} row {int(np.argmax(norms < 1e-12))} is all zeros; it has no direction to compare")
-        return (x / norms[:, None]).astype(np.float32)
+        return x
 
     # -- persistence -------------------------------------------------------------------------
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -411,6 +529,8 @@ class Gallery:
         ``overwrite=True``.
         """
         path = Path(path)
+        if path.is_symlink():  # write the file the link points to; the link stays a link
+            path = path.resolve()
         if path.exists() and not overwrite and self._known_files.get(str(path.resolve())) != _fingerprint(path):
             _refuse_foreign_destination(path)
         snapshot = self._snapshot()
@@ -472,7 +592,10 @@ class Gallery:
             kept = exemplars[-gallery.max_exemplars :]
             dropped += len(exemplars) - len(kept)
             with gallery._lock:
-                feats = gallery._as_features(np.stack([f for f, _, _ in kept]), "features", set_dim=True)
+                try:
+                    feats = gallery._as_features(np.stack([f for f, _, _ in kept]), "features", set_dim=True)
+                except GalleryError as exc:
+                    raise GalleryFileError(f"{path}: identity {identity!r}: {exc}") from None
                 gallery._add_rows(identity, feats, [c for _, c, _ in kept], [t for _, _, t in kept])
             slot = gallery._slots[identity]
             gallery._first_seen[slot] = first_seen
@@ -620,11 +743,23 @@ def _read_database(path: Path) -> dict:
             con.close()
     except sqlite3.DatabaseError as exc:
         raise GalleryFileError(f"{path} is a corrupt gallery database: {exc}") from None
-    for name, value in (("feature_dim", dim), ("max_exemplars", max_exemplars), ("capacity", capacity)):
-        if not isinstance(value, int) or value < (0 if name == "feature_dim" else 1):
-            raise GalleryFileError(f"{path} has an invalid {name} {value!r}")
+    limits = (("feature_dim", dim, 0, MAX_FEATURE_DIM), ("max_exemplars", max_exemplars, 1, MAX_EXEMPLARS),
+              ("capacity", capacity, 1, MAX_CAPACITY), ("next_anonymous", next_anonymous, 0, 2**62))
+    for name, value, low, high in limits:  # checked before anything is allocated from them
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise GalleryFileError(f"{path} has an invalid {name} {value!r} (expected an integer in [{low}, {high:,}])")
+    for identity, first, last in identities:
+        _file_check(path, _check_identity, identity)
+        for what, value in (("first_seen", first), ("last_seen", last)):
+            if not _is_finite_number(value):
+                raise GalleryFileError(f"{path}: identity {identity!r} has an invalid {what} {value!r}")
     by_identity: dict[str, list] = {identity: [] for identity, _, _ in identities}
     for identity, blob, camera, stamp in rows:
+        if camera is not None and not isinstance(camera, str):
+            raise GalleryFileError(f"{path}: an exemplar of {identity!r} has a camera of type {type(camera).__name__}, not text")
+        _file_check(path, _check_camera, camera)
+        if not _is_finite_number(stamp):
+            raise GalleryFileError(f"{path}: an exemplar of {identity!r} has an invalid timestamp {stamp!r}")
         if identity not in by_identity:
             raise GalleryFileError(f"{path}: an exemplar belongs to identity {identity!r}, which is not in its identities table")
         if not isinstance(blob, bytes) or len(blob) != 4 * dim:
@@ -647,9 +782,76 @@ def _read_database(path: Path) -> dict:
 # ---------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------
+def unit_features(x: np.ndarray, what: str, dim: int | None) -> np.ndarray:
+    """Validate ``[D]``/``[N, D]`` features (``D == dim`` unless None) and L2-normalize them (float32 ``[N, D]``)."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "fiu" or x.dtype == np.bool_:
+        raise GalleryError(f"{what} must be a float array, got dtype {x.dtype}")
+    if x.ndim == 1:
+        x = x[None]
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise GalleryError(f"{what} must have shape [D] or [N, D] with N, D >= 1, got {np.shape(x)}")
+    if dim is not None and x.shape[1] != dim:
+        raise GalleryError(f"{what} have {x.shape[1]} dimensions but this gallery holds {dim}-d embeddings (another model?)")
+    if dim is None and x.shape[1] > MAX_FEATURE_DIM:
+        raise GalleryError(f"{what} have {x.shape[1]} dimensions; at most {MAX_FEATURE_DIM:,} are supported")
+    x = x.astype(np.float64)
+    finite = np.isfinite(x).all(axis=1)
+    if not finite.all():
+        raise GalleryError(f"{what} row {int(np.argmin(finite))} contains NaN/inf")
+    norms = np.linalg.norm(x, axis=1)
+    if (norms < 1e-12).any():
+        raise GalleryError(f"{what} row {int(np.argmax(norms < 1e-12))} is all zeros; it has no direction to compare")
+    return (x / norms[:, None]).astype(np.float32)
+
+
+def _check_search_args(top_k, cameras, since, until) -> tuple[int, tuple | None]:
+    """Validate search arguments shared by every gallery; returns ``(top_k, filters or None)``."""
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+    if isinstance(cameras, str):
+        raise ValueError(f"cameras must be a collection of camera names, got the string {cameras!r} (wrap it in a list)")
+    if cameras is not None:
+        cameras = frozenset(_check_camera(c) for c in cameras)
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and not _is_finite_number(value):
+            raise ValueError(f"{name} must be a finite number of seconds or None, got {value!r}")
+    if cameras is None and since is None and until is None:
+        return top_k, None
+    return top_k, (cameras, None if since is None else float(since), None if until is None else float(until))
+
+
 def _check_identity(identity: object) -> None:
     if not isinstance(identity, str) or not identity:
         raise GalleryError(f"identity must be a non-empty string, got {identity!r}")
+    _check_encodable(identity, "identity")
+
+
+def _check_camera(camera: object) -> str | None:
+    if camera is None:
+        return None
+    camera = str(camera)
+    _check_encodable(camera, "camera")
+    return camera
+
+
+def _check_encodable(text: str, what: str) -> None:
+    """Refuse text that SQLite (UTF-8) cannot store, such as lone surrogates, when it arrives, not at save time."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise GalleryError(f"{what} {text!r} is not valid Unicode text ({exc.reason} at {exc.start}); it could not be saved") from None
+
+
+def _file_check(path: Path, check, value) -> None:
+    try:
+        check(value)
+    except GalleryError as exc:
+        raise GalleryFileError(f"{path}: {exc}") from None
+
+
+def _is_finite_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _timestamp(timestamp: float | None) -> float:

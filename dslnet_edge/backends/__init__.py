@@ -42,6 +42,7 @@ BACKENDS: dict[str, tuple[str, str]] = {
     "onnxruntime": ("dslnet_edge.backends.onnxruntime_backend", "OnnxRuntimeBackend"),
     "tensorrt": ("dslnet_edge.backends.tensorrt_backend", "TensorRTBackend"),
     "torch": ("dslnet_edge.backends.torch_backend", "TorchBackend"),
+    "triton": ("dslnet_edge.backends.triton_client_backend", "TritonClientBackend"),  # grpc:// or http:// URLs
 }
 
 #: file suffix -> backend name
@@ -55,7 +56,9 @@ SUFFIXES: dict[str, str] = {
 
 
 def backend_for_path(path: str | os.PathLike) -> str:
-    """The backend name for a model file, from its suffix; ``ValueError`` listing the known suffixes."""
+    """The backend name for a model file, from its suffix (a ``grpc://``/``http://`` URL: Triton); ``ValueError`` otherwise."""
+    if str(path).split("://", 1)[0] in ("grpc", "http") and "://" in str(path):
+        return "triton"
     suffix = Path(path).suffix.lower()
     if suffix not in SUFFIXES:
         raise ValueError(

@@ -397,3 +397,95 @@ def test_concurrent_adds_and_searches_stay_consistent(rng):
         t.join()
     assert not errors, errors
     assert len(g) == 200 and g.num_exemplars == 200
+
+
+# -- issue 14: bounded search memory, hostile gallery files, symlinks, unencodable names -----
+def test_search_of_many_queries_is_done_in_bounded_blocks(rng):
+    """4,000 queries against 8,000 exemplar slots: the whole similarity matrix would be 128 MB."""
+    import tracemalloc
+
+    from dslnet_edge import gallery as gallery_module
+
+    g = Gallery(max_exemplars=8, capacity=1000)
+    feats = _unit(rng, 8000)
+    for i in range(1000):
+        g.add(f"id{i}", feats[8 * i : 8 * i + 8], timestamp=float(i))
+    queries = _unit(rng, 4000)
+    full_matrix = 8000 * 4000 * 4
+    tracemalloc.start()
+    try:
+        results = g.search(queries, top_k=3)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < gallery_module.SEARCH_BLOCK_ELEMENTS * 4 + 16 * 2**20 < full_matrix
+    assert len(results) == 4000
+    # blocks change nothing: the same answers as the reference, on a sample of the queries
+    for i in (0, 1, 1999, 3999):
+        expected = _brute_force(g, queries[i : i + 1], 3)[0]
+        assert [n for n, _ in results[i]] == [n for n, _ in expected]
+        np.testing.assert_allclose([s for _, s in results[i]], [s for _, s in expected], atol=1e-5)
+
+
+def _saved_gallery(rng, path):
+    g = Gallery(max_exemplars=2)
+    g.add("alice", _unit(rng, 2), camera="gate", timestamp=1.0)
+    g.add("bob", _unit(rng, 1), camera="lobby", timestamp=2.0)
+    g.save(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        ("UPDATE dslnet_edge_gallery SET max_exemplars = 100000000000", "invalid max_exemplars 100000000000"),
+        ("UPDATE dslnet_edge_gallery SET capacity = 'many'", "invalid capacity 'many'"),
+        ("UPDATE dslnet_edge_gallery SET feature_dim = 10000000", "invalid feature_dim 10000000"),
+        ("UPDATE dslnet_edge_gallery SET next_anonymous = 'seven'", "invalid next_anonymous 'seven'"),
+        ("UPDATE identities SET first_seen = 'yesterday' WHERE identity = 'bob'", "invalid first_seen 'yesterday'"),
+        ("UPDATE identities SET last_seen = 'tomorrow' WHERE identity = 'bob'", "invalid last_seen 'tomorrow'"),
+        ("UPDATE exemplars SET timestamp = 'noon' WHERE identity = 'bob'", "invalid timestamp 'noon'"),
+        ("UPDATE exemplars SET camera = x'00ff' WHERE identity = 'bob'", "camera of type bytes"),
+        ("UPDATE identities SET identity = x'626f62' WHERE identity = 'bob'", "identity must be a non-empty string, got b'bob'"),
+    ],
+)
+def test_hand_edited_bad_values_are_gallery_file_errors(rng, tmp_path, edit, expected):
+    path = _saved_gallery(rng, tmp_path / "g.db")
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA foreign_keys=OFF")
+    con.execute(edit)
+    con.commit()
+    con.close()
+    with pytest.raises(GalleryFileError, match=expected):
+        Gallery.load(path)
+
+
+def test_huge_max_exemplars_is_refused_before_allocating():
+    with pytest.raises(ValueError, match="max_exemplars must be at most"):
+        Gallery(4, max_exemplars=10**11)
+    with pytest.raises(ValueError, match="feature_dim must be at most"):
+        Gallery(10**9)
+
+
+def test_saving_through_a_symlink_writes_the_target(rng, tmp_path):
+    (tmp_path / "real").mkdir()
+    target = _saved_gallery(rng, tmp_path / "real" / "g.db")
+    link = tmp_path / "current.db"
+    link.symlink_to(target)
+    g = Gallery.load(link)
+    g.add("carol", _unit(rng, 1), timestamp=3.0)
+    g.save(link)
+    assert link.is_symlink() and link.resolve() == target.resolve()
+    assert sorted(Gallery.load(target).identities()) == ["alice", "bob", "carol"]
+
+
+@pytest.mark.parametrize("identity, camera, what", [("bad\udc80name", None, "identity"), ("ok", "gate\ud800", "camera")])
+def test_lone_surrogates_are_refused_at_entry(rng, tmp_path, identity, camera, what):
+    g = Gallery()
+    with pytest.raises(GalleryError, match=f"{what} .* is not valid Unicode"):
+        g.add(identity, _unit(rng, 1), camera=camera)
+    with pytest.raises(GalleryError, match="not valid Unicode"):
+        g.new_identity("p\udfff-")
+    g.add("fine", _unit(rng, 1), camera="gate")
+    g.save(tmp_path / "g.db")  # nothing unencodable got in, so saving still works
+    assert Gallery.load(tmp_path / "g.db").identities() == ["fine"]
