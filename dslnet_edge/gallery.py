@@ -55,6 +55,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dslnet_edge._checks import timestamp_seconds
 from dslnet_edge._io import atomic_write
 
 __all__ = ["Gallery", "GalleryStore", "GalleryError", "GalleryFileError", "IdentityInfo", "GALLERY_FORMAT", "GALLERY_VERSION"]
@@ -322,7 +323,7 @@ class Gallery(GalleryStore):
         """
         _check_identity(identity)
         camera = _check_camera(camera)
-        stamp = _timestamp(timestamp)
+        stamp = timestamp_seconds(timestamp)
         with self._lock:
             feats = self._as_features(features, "features", set_dim=True)
             return self._add_rows(identity, feats, [camera] * len(feats), [stamp] * len(feats))
@@ -362,7 +363,7 @@ class Gallery(GalleryStore):
 
     def touch(self, identity: str, *, timestamp: float | None = None) -> None:
         """Mark ``identity`` as seen now (it moves to the back of the eviction queue)."""
-        stamp = _timestamp(timestamp)
+        stamp = timestamp_seconds(timestamp)
         with self._lock:
             self._seen(identity, self._slot_of(identity), stamp)
 
@@ -852,14 +853,6 @@ def _file_check(path: Path, check, value) -> None:
 
 def _is_finite_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _timestamp(timestamp: float | None) -> float:
-    if timestamp is None:
-        return time.time()
-    if isinstance(timestamp, bool) or not isinstance(timestamp, (int, float)) or not math.isfinite(timestamp):
-        raise ValueError(f"timestamp must be a finite number of seconds, got {timestamp!r}")
-    return float(timestamp)
 
 
 def _import_faiss():

@@ -42,6 +42,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from dslnet_edge._checks import timestamp_seconds
 from dslnet_edge.gallery import (
     GALLERY_FORMAT,
     MAX_EXEMPLARS,
@@ -52,7 +53,6 @@ from dslnet_edge.gallery import (
     _check_camera,
     _check_identity,
     _check_search_args,
-    _timestamp,
     unit_features,
 )
 
@@ -264,7 +264,7 @@ class MilvusGallery(GalleryStore):
     def add(self, identity: str, features: np.ndarray, *, camera: str | None = None, timestamp: float | None = None) -> list[str]:
         _check_identity(identity)
         camera = _check_camera(camera)
-        stamp = _timestamp(timestamp)
+        stamp = timestamp_seconds(timestamp)
         key = _key(identity)
         camera_key = None if camera is None else _key(camera)
         with self._lock:
@@ -301,7 +301,7 @@ class MilvusGallery(GalleryStore):
         ])
 
     def touch(self, identity: str, *, timestamp: float | None = None) -> None:
-        stamp = _timestamp(timestamp)
+        stamp = timestamp_seconds(timestamp)
         with self._lock:
             row = self._require(identity)
             self._upsert_identity(identity, row["first_seen"], max(row["last_seen"], stamp))

@@ -489,3 +489,12 @@ def test_lone_surrogates_are_refused_at_entry(rng, tmp_path, identity, camera, w
     g.add("fine", _unit(rng, 1), camera="gate")
     g.save(tmp_path / "g.db")  # nothing unencodable got in, so saving still works
     assert Gallery.load(tmp_path / "g.db").identities() == ["fine"]
+
+
+def test_numpy_timestamps_are_seconds_like_floats():
+    gallery = Gallery(feature_dim=4)
+    feature = np.array([[1.0, 0.0, 0.0, 0.0]], np.float32)
+    gallery.add("a", feature, camera="c1", timestamp=np.int64(1_700_000_000))
+    gallery.add("b", feature, camera="c1", timestamp=np.float32(5.0))
+    with pytest.raises(ValueError, match="finite number of seconds"):
+        gallery.add("c", feature, timestamp=np.float64("nan"))

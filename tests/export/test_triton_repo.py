@@ -275,7 +275,8 @@ def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def test_http_and_grpc_embeddings_equal_the_local_engine(server, local_engine):
     import tritonclient.grpc as grpcclient
     import tritonclient.http as httpclient
-    from dslnet_edge.preprocess import preprocess
+
+    from dslnet_edge.preprocessing import preprocess
 
     crops = random_crops(np.random.default_rng(1), 6)
     expected = local_engine.embed(crops)
