@@ -56,6 +56,8 @@ class ModelConfig:
         save_gallery: where to write the gallery at the end (may be ``gallery``); None = not saved.
         threshold: cosine similarity needed to match an identity; None = the Matcher's default.
         auto_enroll: enrol unmatched people as new identities (else report them unknown).
+        min_track_crops: good crops a track needs before it is matched or enrolled (see
+            ``Matcher(min_track_crops=)`` and :class:`samples.pipeline.CropQuality`).
     """
 
     model: str | None = None
@@ -64,24 +66,42 @@ class ModelConfig:
     save_gallery: str | None = None
     threshold: float | None = None
     auto_enroll: bool = True
+    min_track_crops: int = 5
 
     def __post_init__(self) -> None:
+        if isinstance(self.min_track_crops, bool) or not isinstance(self.min_track_crops, int) or self.min_track_crops < 1:
+            raise ValueError(f"min_track_crops must be an integer >= 1, got {self.min_track_crops!r}")
         if self.threshold is not None and not (math.isfinite(self.threshold) and -1.0 <= self.threshold <= 1.0):
             raise ValueError(f"threshold must be a cosine similarity in [-1, 1], got {self.threshold!r}")
 
 
 @dataclasses.dataclass(frozen=True)
 class TrackerConfig:
-    """IoU tracker settings (see :class:`samples.tracking.IouTracker`)."""
+    """Which tracker and its settings (:class:`samples.tracking.ByteTracker`, :class:`samples.tracking.IouTracker`).
 
-    iou_threshold: float = 0.3
-    max_age: int = 5
+    ``max_age``: processed frames a lost track is kept; None = the tracker's default (ByteTrack:
+    one second; IoU tracker: 5 frames). ``iou_threshold``: None = the tracker's default.
+    """
+
+    kind: str = "bytetrack"
+    iou_threshold: float | None = None
+    max_age: int | None = None
     min_hits: int = 2
 
-    def build(self):
-        from samples.tracking import IouTracker
+    def __post_init__(self) -> None:
+        from samples.tracking import TRACKERS
 
-        return IouTracker(self.iou_threshold, self.max_age, self.min_hits)
+        if self.kind not in TRACKERS:
+            raise ValueError(f"unknown tracker {self.kind!r}; choose one of {sorted(TRACKERS)}")
+
+    def build(self, frame_rate: float = 30.0):
+        """A new tracker for one camera whose processed frames come at ``frame_rate`` per second."""
+        from samples.tracking import ByteTracker, IouTracker
+
+        if self.kind == "iou":
+            return IouTracker(0.3 if self.iou_threshold is None else self.iou_threshold, 5 if self.max_age is None else self.max_age, self.min_hits)
+        extra = {} if self.iou_threshold is None else {"iou_threshold": self.iou_threshold}
+        return ByteTracker(frame_rate, self.max_age, self.min_hits, **extra)
 
 
 def check_gallery_destination(path: str | os.PathLike | None, loaded_from: str | None) -> None:
@@ -122,7 +142,7 @@ def build_matcher(config: ModelConfig):
     engine = Engine(config.model, device=config.device)
     timed = TimedEngine(engine)
     threshold = DEFAULT_THRESHOLD if config.threshold is None else config.threshold
-    matcher = Matcher(timed, gallery, threshold=threshold, auto_enroll=config.auto_enroll)
+    matcher = Matcher(timed, gallery, threshold=threshold, auto_enroll=config.auto_enroll, min_track_crops=config.min_track_crops)
     return matcher, timed
 
 
@@ -158,14 +178,17 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--threshold", type=similarity_value, help="cosine similarity needed to match an identity (default: the Matcher's)")
     g.add_argument("--no-auto-enroll", dest="auto_enroll", action="store_false",
                    help="report people not in the gallery as unknown instead of enrolling them")
+    g.add_argument("--min-track-crops", type=positive_int, default=ModelConfig.min_track_crops,
+                   help="good crops (whole, tall, confident) a track needs before it is matched or enrolled (default %(default)s)")
 
 
 def add_detector_arguments(parser: argparse.ArgumentParser, *, per_feed: bool = False) -> None:
     """Detector and tracker options; ``per_feed``: ``--detector`` may repeat, once per ``--video``."""
     g = parser.add_argument_group("detection and tracking")
     what = (
-        "'hog' (OpenCV's HOG people detector), 'hog:min_person_height=192,win_stride=4' (HOG with those settings) "
-        "or 'boxes:FILE' (per-frame boxes, JSON or MOTChallenge)"
+        "'yolox:MODEL.onnx[,score=0.1,input=HxW,norm=raw|imagenet]' (a YOLOX ONNX export, recommended), "
+        "'hog' (OpenCV's HOG people detector, no download), 'hog:min_person_height=192,win_stride=4' (HOG with those "
+        "settings) or 'boxes:FILE' (per-frame boxes, JSON or MOTChallenge)"
     )
     if per_feed:
         g.add_argument("--detector", action="append", help=what + "; once for all feeds or once per --video (default hog)")
@@ -174,13 +197,16 @@ def add_detector_arguments(parser: argparse.ArgumentParser, *, per_feed: bool = 
     g.add_argument("--min-person-height", type=positive_int, default=HogConfig.min_person_height,
                    help="HOG: smallest person to find, in frame pixels (larger is faster; default %(default)s)")
     g.add_argument("--hog-stride", type=positive_int, default=HogConfig.win_stride, help="HOG: window step in pixels (4 finds more, 8 is faster; default %(default)s)")
+    g.add_argument("--tracker", choices=("bytetrack", "iou"), default=TrackerConfig.kind,
+                   help="ByteTrack (trackers package) or the dependency-free IoU tracker (default %(default)s)")
     g.add_argument("--min-hits", type=positive_int, default=TrackerConfig.min_hits,
                    help="detections before a track is matched (default %(default)s; 1 = at once)")
-    g.add_argument("--max-age", type=int, default=TrackerConfig.max_age, help="processed frames a track survives unseen (default %(default)s)")
+    g.add_argument("--max-age", type=int, default=None,
+                   help="processed frames a lost track is kept (default: ByteTrack one second, IoU tracker 5)")
 
 
 def model_config_from_args(args: argparse.Namespace) -> ModelConfig:
-    return ModelConfig(args.model, args.device, args.gallery, args.save_gallery, args.threshold, args.auto_enroll)
+    return ModelConfig(args.model, args.device, args.gallery, args.save_gallery, args.threshold, args.auto_enroll, args.min_track_crops)
 
 
 def hog_config_from_args(args: argparse.Namespace) -> HogConfig:
@@ -188,6 +214,6 @@ def hog_config_from_args(args: argparse.Namespace) -> HogConfig:
 
 
 def tracker_config_from_args(args: argparse.Namespace) -> TrackerConfig:
-    if args.max_age < 0:
+    if args.max_age is not None and args.max_age < 0:
         raise ValueError(f"--max-age must be >= 0, got {args.max_age}")
-    return TrackerConfig(max_age=args.max_age, min_hits=args.min_hits)
+    return TrackerConfig(kind=args.tracker, max_age=args.max_age, min_hits=args.min_hits)

@@ -408,7 +408,8 @@ def make_detector(spec: str = "hog", *, hog: HogConfig | None = None) -> Detecto
     * ``"hog"``: :class:`HogDetector` with ``hog`` (default :class:`HogConfig`);
     * ``"hog:min_person_height=192,win_stride=4"``: the same with those :class:`HogConfig` fields
       replaced (per camera, in ``multi_camera``);
-    * ``"boxes:PATH"``: :class:`BoxesDetector`.
+    * ``"boxes:PATH"``: :class:`BoxesDetector`;
+    * ``"yolox:PATH[,key=value,...]"``: :class:`samples.yolox.YoloxDetector` (options there).
     """
     if spec == "hog" or spec.startswith("hog:"):
         config = hog or HogConfig()
@@ -420,7 +421,13 @@ def make_detector(spec: str = "hog", *, hog: HogConfig | None = None) -> Detecto
         if not path:
             raise DetectorError("--detector boxes: needs a file, e.g. --detector boxes:boxes.json")
         return BoxesDetector(path)
-    raise DetectorError(f"unknown detector {spec!r}; use 'hog', 'hog:FIELD=VALUE,...' or 'boxes:FILE' (JSON or MOTChallenge boxes per frame)")
+    if spec.startswith("yolox:"):
+        from samples.yolox import YoloxDetector, parse_yolox_spec
+
+        return YoloxDetector(parse_yolox_spec(spec[len("yolox:") :]))
+    raise DetectorError(
+        f"unknown detector {spec!r}; use 'yolox:MODEL.onnx', 'hog', 'hog:FIELD=VALUE,...' or 'boxes:FILE' (JSON or MOTChallenge boxes per frame)"
+    )
 
 
 def _hog_overrides(text: str) -> dict:

@@ -269,7 +269,7 @@ class _Worker:
                     sinks += [lambda result, frame: video.write(annotate(frame, result, credit=credit)), log]
                     self.outputs = [str(base.with_suffix(".mp4")), str(base.with_suffix(".csv"))]
                 self.stats = process_stream(
-                    self.source, camera=self.camera, detector=self.detector, tracker=config.tracker.build(),
+                    self.source, camera=self.camera, detector=self.detector, tracker=config.tracker.build(self.source.fps / config.every),
                     matcher=self.matcher, every=config.every, max_frames=config.max_frames,
                     start_time=self.start_time, on_frame=sinks, stop=self.stop,
                 )

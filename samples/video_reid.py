@@ -101,9 +101,9 @@ def run_video_reid(config: VideoReidConfig, *, detector: Detector | None = None)
     if config.log is not None:
         check_log_destination(config.log)
     detector = detector if detector is not None else make_detector(config.detector, hog=config.hog)
-    tracker = config.tracker.build()
     source = open_video(config.video, fps=config.fps)
     with source:
+        tracker = config.tracker.build(source.fps / config.every)
         matcher, timed = build_matcher(config.model)
         camera = config.camera_name
         credit = credit_for(config.video, config.credit)

@@ -38,7 +38,8 @@ def test_generated_video_gives_annotated_video_log_and_identities(tmp_path, caps
     s = two_people(scene, walker)
     out, log = tmp_path / "annotated.mp4", tmp_path / "log.json"
     status, stdout, err = run_cli(
-        capsys, "--video", s.video, "--model", tiny_model, "--detector", f"boxes:{s.boxes}", "--out", out, "--log", log, "--camera", "gate"
+        capsys, "--video", s.video, "--model", tiny_model, "--detector", f"boxes:{s.boxes}", "--out", out, "--log", log, "--camera", "gate",
+        "--min-track-crops", 1,
     )
     assert status == 0, err
     frames = read_frames(out)
@@ -46,17 +47,19 @@ def test_generated_video_gives_annotated_video_log_and_identities(tmp_path, caps
     data = json.loads(log.read_text())
     assert data["meta"]["camera"] == "gate" and data["meta"]["fps"] == 10.0
     assert [f["frame"] for f in data["frames"]] == list(range(12))
-    # each figure: tentative in its first frame (min_hits 2), then one identity for the rest
+    # each figure: without a track in its first frame (ByteTrack's min_hits 2: track id 0), then
+    # one track and one identity (decided at once with --min-track-crops 1) for the rest
     by_track: dict[int, list] = {}
     for f in data["frames"]:
         for d in f["detections"]:
             by_track.setdefault(d["track_id"], []).append((d["status"], d["identity"]))
+    assert by_track.pop(0) == [("tentative", None)] * 2
     assert len(by_track) == 2
     identities = set()
     for states in by_track.values():
-        assert states[0] == ("tentative", None) and states[1][0] == "new"
-        assert {s for s, _ in states[2:]} == {"known"} and len({i for _, i in states[1:]}) == 1
-        identities.add(states[1][1])
+        assert states[0][0] == "new"
+        assert {s for s, _ in states[1:]} == {"known"} and len({i for _, i in states}) == 1
+        identities.add(states[0][1])
     assert len(identities) == 2
     assert sorted(data["summary"]["identities"]) == sorted(identities)
     assert data["summary"]["frames_processed"] == 12 and data["summary"]["detections"] == 12 + 10
@@ -69,7 +72,7 @@ def test_every_max_frames_csv_log_and_gallery_round_trip(tmp_path, capsys, tiny_
     out, log, gallery = tmp_path / "a.avi", tmp_path / "log.csv", tmp_path / "g.db"
     status, stdout, err = run_cli(
         capsys, "--video", s.video, "--model", tiny_model, "--detector", f"boxes:{s.boxes}", "--out", out, "--log", log,
-        "--every", 2, "--max-frames", 9, "--save-gallery", gallery, "--min-hits", 1,
+        "--every", 2, "--max-frames", 9, "--save-gallery", gallery, "--min-hits", 1, "--min-track-crops", 1, "--tracker", "iou",
     )
     assert status == 0, err
     assert len(read_frames(out)) == 5  # frames 0, 2, 4, 6, 8
@@ -83,7 +86,7 @@ def test_every_max_frames_csv_log_and_gallery_round_trip(tmp_path, capsys, tiny_
     # a second run that starts from the saved gallery knows both people and enrols nobody
     status, stdout, err = run_cli(
         capsys, "--video", s.video, "--model", tiny_model, "--detector", f"boxes:{s.boxes}", "--log", log,
-        "--gallery", gallery, "--no-auto-enroll", "--min-hits", 1,
+        "--gallery", gallery, "--no-auto-enroll", "--min-hits", 1, "--min-track-crops", 1, "--tracker", "iou",
     )
     assert status == 0, err
     rows = list(csv.DictReader(log.open()))
@@ -94,12 +97,13 @@ def test_every_max_frames_csv_log_and_gallery_round_trip(tmp_path, capsys, tiny_
 def test_unknown_people_with_auto_enroll_off(tmp_path, capsys, tiny_model, scene, walker):
     known = scene("known", [walker(1, (10, 40), (40, 50))], frames=4)
     gallery = tmp_path / "g.db"
-    assert run_cli(capsys, "--video", known.video, "--model", tiny_model, "--detector", f"boxes:{known.boxes}", "--save-gallery", gallery)[0] == 0
+    assert run_cli(capsys, "--video", known.video, "--model", tiny_model, "--detector", f"boxes:{known.boxes}", "--save-gallery", gallery,
+                   "--min-track-crops", 1)[0] == 0
     stranger = scene("stranger", [walker(7, (10, 40), (40, 50))], frames=4)
     log = tmp_path / "log.jsonl"
     status, _, err = run_cli(
         capsys, "--video", stranger.video, "--model", tiny_model, "--detector", f"boxes:{stranger.boxes}", "--log", log,
-        "--gallery", gallery, "--no-auto-enroll",
+        "--gallery", gallery, "--no-auto-enroll", "--min-track-crops", 1,
     )
     assert status == 0, err
     lines = [json.loads(line) for line in log.read_text().splitlines()]
