@@ -158,6 +158,7 @@ class StreamStats:
     good_crops: int = 0
     matched_crops: int = 0
     detector_seconds: float = 0.0
+    tracker_seconds: float = 0.0
     match_seconds: float = 0.0
     wall_seconds: float = 0.0
     identities: set[str] = dataclasses.field(default_factory=set)
@@ -260,6 +261,7 @@ def _process_frame(frame, index, video_time, start_time, camera, detector, track
     boxes = check_boxes(detector.detect(frame, index), frame.shape, iou_threshold=1.0, containment=None, source=f"{type(detector).__name__} frame {index}")
     t1 = time.perf_counter()
     tracked = tracker.update(boxes)
+    t_track = time.perf_counter()
     good = [tb for tb in tracked if tb.confirmed and quality.is_good(tb.box, frame.shape)]
     matches = matcher.match(
         [crop_box(frame, tb.box) for tb in good],
@@ -273,7 +275,8 @@ def _process_frame(frame, index, video_time, start_time, camera, detector, track
     stats.good_crops += len(good)
     stats.matched_crops += sum(1 for m in matches if not getattr(m, "pending", False))
     stats.detector_seconds += t1 - t0
-    stats.match_seconds += t2 - t1
+    stats.tracker_seconds += t_track - t1
+    stats.match_seconds += t2 - t_track
     by_track = {m.track_id: m for m in matches}
     for m in matches:
         if m.identity is not None:

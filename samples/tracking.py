@@ -43,7 +43,7 @@ import numpy as np
 
 from samples.detect import Box, box_iou
 
-__all__ = ["Tracker", "IouTracker", "ByteTracker", "TrackedBox", "TRACKERS"]
+__all__ = ["Tracker", "IouTracker", "ByteTracker", "TrackedBox", "TRACKERS", "check_single_opencv", "opencv_distributions"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,6 +258,7 @@ class ByteTracker:
         self._tracker = self._build()
 
     def _build(self):
+        check_single_opencv()
         try:
             from trackers import ByteTrackTracker
         except ImportError as exc:
@@ -308,6 +309,32 @@ class ByteTracker:
 
     def __repr__(self) -> str:
         return f"ByteTracker(frame_rate={self.frame_rate:g}, max_age={self.max_age}, min_hits={self.min_hits}, {self.num_started} tracks)"
+
+
+def opencv_distributions() -> list[str]:
+    """The installed pip distributions that provide the ``cv2`` package (there should be exactly one)."""
+    import importlib.metadata
+
+    names = {(d.metadata["Name"] or "").lower() for d in importlib.metadata.distributions()}
+    return sorted(n for n in names if n.startswith("opencv-") and n.replace("_", "-") in _OPENCV_DISTRIBUTIONS)
+
+
+_OPENCV_DISTRIBUTIONS = ("opencv-python", "opencv-python-headless", "opencv-contrib-python", "opencv-contrib-python-headless")
+
+
+def check_single_opencv() -> None:
+    """``ImportError`` naming the fix when several OpenCV distributions share the one ``cv2`` package.
+
+    That happens when ``trackers`` is installed with its dependencies: it pulls ``opencv-python``
+    in beside the project's ``opencv-python-headless``; uninstalling either then breaks ``cv2``.
+    """
+    found = opencv_distributions()
+    if len(found) > 1:
+        raise ImportError(
+            f"several OpenCV packages are installed ({', '.join(found)}) and overwrite each other's cv2: "
+            f"pip uninstall -y {' '.join(found)} && pip install 'opencv-python-headless>=4.8,<5' "
+            "(install trackers with --no-deps, see README)"
+        )
 
 
 #: ``--tracker`` names -> what they are

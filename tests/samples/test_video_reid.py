@@ -113,6 +113,24 @@ def test_unknown_people_with_auto_enroll_off(tmp_path, capsys, tiny_model, scene
     assert len(Gallery.load(gallery)) == 1  # not saved back, not changed
 
 
+def test_identities_come_only_from_tracks_with_enough_good_crops(tmp_path, capsys, tiny_model, scene, walker):
+    pytest.importorskip("trackers", reason="the default tracker, ByteTrack, needs the trackers package")
+    # person 1 walks along the left edge (every crop cut by it); person 2 is whole from frame 0
+    s = scene("edge", [walker(1, (0, 40), (1, 60)), walker(2, (150, 100), (200, 100))], frames=10)
+    log = tmp_path / "log.json"
+    status, stdout, err = run_cli(capsys, "--video", s.video, "--model", tiny_model, "--detector", f"boxes:{s.boxes}", "--log", log)
+    assert status == 0, err
+    data = json.loads(log.read_text())
+    by_x = {}
+    for f in data["frames"]:
+        for d in f["detections"]:
+            by_x.setdefault(d["box"][0] < 5, []).append(d["status"])
+    assert set(by_x[True]) == {"tentative"}  # the cut person never becomes an identity
+    # the whole person: no track in frame 0, pending for its first 4 good crops, enrolled at the 5th
+    assert by_x[False] == ["tentative"] * 5 + ["new"] + ["known"] * 4
+    assert data["summary"]["new_identities"] and len(data["summary"]["identities"]) == 1
+
+
 def test_hog_detector_path_on_a_generated_video(tmp_path, capsys, tiny_model, scene, walker, read_frames):
     s = scene("plain", [walker(1, (10, 40), (150, 60))], frames=4)
     out = tmp_path / "out.mp4"
