@@ -21,6 +21,8 @@ __all__ = [
     "credit_for",
     "build_matcher",
     "check_gallery_destination",
+    "check_outputs_are_not_inputs",
+    "check_run_outputs",
     "add_model_arguments",
     "add_detector_arguments",
     "model_config_from_args",
@@ -102,6 +104,57 @@ class TrackerConfig:
             return IouTracker(0.3 if self.iou_threshold is None else self.iou_threshold, 5 if self.max_age is None else self.max_age, self.min_hits)
         extra = {} if self.iou_threshold is None else {"iou_threshold": self.iou_threshold}
         return ByteTracker(frame_rate, self.max_age, self.min_hits, **extra)
+
+
+def _same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    if "://" in str(a) or "://" in str(b):
+        return False
+    pa, pb = Path(a), Path(b)
+    try:
+        if pa.exists() and pb.exists():
+            return os.path.samefile(pa, pb)  # symlinks and hard links too
+        return pa.resolve() == pb.resolve()
+    except (OSError, ValueError):
+        return False
+
+
+def check_outputs_are_not_inputs(outputs: dict[str, str | os.PathLike | None], inputs: dict[str, str | os.PathLike | None]) -> None:
+    """``ValueError`` before any work when an output would overwrite an input, or another output.
+
+    ``outputs``/``inputs`` map a description ("annotated video", "--video") to a path (None: not
+    given). ``samples.video_reid --video x.mp4 --out x.mp4`` would otherwise replace the video
+    it reads with its annotated copy.
+    """
+    given_out = [(what, p) for what, p in outputs.items() if p is not None]
+    given_in = [(what, p) for what, p in inputs.items() if p is not None]
+    for what, out in given_out:
+        for source, inp in given_in:
+            if _same_file(out, inp):
+                raise ValueError(f"refusing to write the {what} to {out}: it is the {source} this run reads ({inp}); choose another output path")
+    for i, (what, out) in enumerate(given_out):
+        for other, out2 in given_out[i + 1 :]:
+            if _same_file(out, out2):
+                raise ValueError(f"the {what} and the {other} would both be written to {out}; give them different paths")
+
+
+def check_run_outputs(outputs: dict[str, str | os.PathLike | None], *, videos, model: ModelConfig, detectors=()) -> None:
+    """:func:`check_outputs_are_not_inputs` for a sample run: its videos, model, gallery and detector files.
+
+    Saving the gallery back into the ``--gallery`` file it started from is allowed (that is how
+    a gallery grows).
+    """
+    inputs: dict[str, str | os.PathLike | None] = {}
+    videos = list(videos)
+    for i, video in enumerate(videos):
+        inputs["input video" if len(videos) == 1 else f"input video {i + 1}"] = video
+    inputs["re-ID model"] = model.model
+    if model.save_gallery is None or model.gallery is None or not _same_file(model.save_gallery, model.gallery):
+        inputs["--gallery file"] = model.gallery
+    for spec in detectors:
+        kind, _, path = str(spec).partition(":")
+        if kind in ("boxes", "yolox") and path:
+            inputs[f"{kind} detector's file"] = path if kind == "boxes" or os.path.isfile(path) else path.split(",")[0]
+    check_outputs_are_not_inputs(outputs, inputs)
 
 
 def check_gallery_destination(path: str | os.PathLike | None, loaded_from: str | None) -> None:

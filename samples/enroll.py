@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from samples._cli import EXPECTED_ERRORS, parse_args_or_status, quiet_native_logs, report_error
-from samples._common import check_gallery_destination, positive_int
+from samples._common import _same_file, check_gallery_destination, check_outputs_are_not_inputs, positive_int
 
 __all__ = ["EnrollConfig", "EnrollResult", "CropSet", "discover_crops", "run_enroll", "main", "IMAGE_SUFFIXES"]
 
@@ -149,6 +149,10 @@ def run_enroll(config: EnrollConfig) -> EnrollResult:
 
     layout, sets, skipped = discover_crops(config.crops)
     gallery_path = Path(config.gallery)
+    inputs = {"re-ID model": config.model}
+    if gallery_path.exists():  # a gallery inside the crops folder is fine, a crop image is not
+        inputs.update({f"crop image of {cs.identity}": p for cs in sets for p in cs.paths if _same_file(p, gallery_path)})
+    check_outputs_are_not_inputs({"gallery": gallery_path}, inputs)
     loaded_from = None
     if gallery_path.exists() and not config.replace:
         gallery = Gallery.load(gallery_path)
