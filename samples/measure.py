@@ -23,6 +23,8 @@ import hashlib
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from samples._cli import EXPECTED_ERRORS, parse_args_or_status, quiet_native_logs, report_error
 
 __all__ = ["main", "measure_video"]
@@ -86,6 +88,51 @@ def measure_video(video: Path, detector: str, out_dir: Path, *, model: str | Non
     }
 
 
+def track_similarities(video: Path, log: Path, *, model: str | None, step: int = 3) -> tuple[list[int], np.ndarray]:
+    """Cosine similarities between the mean features of the decided tracks of a measured run.
+
+    Every ``step``-th good crop of each track (the log's boxes, :class:`CropQuality`) is embedded
+    again; the matrix shows whether the weights separate the people at the threshold (the
+    identity counts follow from it). Returns ``(track ids, matrix)``.
+    """
+    import cv2
+
+    from dslnet_edge import Engine
+    from samples.detect import Box
+    from samples.pipeline import CropQuality
+
+    quality = CropQuality()
+    with open(log, newline="", encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if r["x1"] and r["status"] in ("new", "known")]
+    capture = cv2.VideoCapture(str(video))
+    size = (capture.get(cv2.CAP_PROP_FRAME_HEIGHT), capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+    wanted: dict[int, list[tuple[int, Box]]] = {}
+    for r in rows:
+        box = Box(*(float(r[k]) for k in ("x1", "y1", "x2", "y2", "score")))
+        if quality.is_good(box, size):
+            wanted.setdefault(int(r["frame"]), []).append((int(r["track_id"]), box))
+    keep = set(sorted(wanted)[::step])
+    crops: dict[int, list] = {}
+    index = 0
+    while keep and index <= max(keep):
+        ok, frame = capture.read()
+        if not ok:
+            break
+        for track, box in wanted.get(index, []) if index in keep else []:
+            x1, y1, x2, y2 = box.as_int()
+            crops.setdefault(track, []).append(frame[y1:y2, x1:x2].copy())
+        index += 1
+    capture.release()
+    engine = Engine(model)
+    tracks = sorted(crops)
+    means = []
+    for t in tracks:
+        mean = engine.embed(crops[t]).mean(0)
+        means.append(mean / np.linalg.norm(mean))
+    means = np.array(means).reshape(len(tracks), -1)
+    return tracks, means @ means.T
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m samples.measure", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out-dir", required=True, help="folder for the annotated videos, logs and PNG frames")
@@ -96,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--every", type=int, default=1, help="process every N-th frame (default 1: the numbers in README)")
     parser.add_argument("--png-every", type=int, default=5, help="save every N-th annotated frame as a PNG (default 5)")
     parser.add_argument("--only", choices=VIDEOS, help="measure one of the two videos")
+    parser.add_argument("--similarities", action="store_true",
+                        help="also print the similarity matrix of the decided tracks' mean features (embeds every 3rd good crop again)")
     return parser
 
 
@@ -123,6 +172,14 @@ def main(argv: list[str] | None = None) -> int:
             )
             for line in row["summary"]:
                 print(f"    {line}", file=sys.stderr)
+            if args.similarities:
+                from dslnet_edge.matcher import DEFAULT_THRESHOLD
+
+                stem = name.split(".")[0]
+                tracks, matrix = track_similarities(Path(args.videos) / name, Path(args.out_dir) / f"{stem}.csv", model=args.model)
+                print(f"    track-mean cosine similarities (threshold {DEFAULT_THRESHOLD}), tracks {tracks}:", file=sys.stderr)
+                for t, line in zip(tracks, matrix):
+                    print(f"    {t:>4} " + " ".join(f"{v:5.2f}" for v in line), file=sys.stderr)
     except EXPECTED_ERRORS as exc:
         return report_error(exc)
     return 0
