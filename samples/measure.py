@@ -48,12 +48,15 @@ def measure_video(video: Path, detector: str, out_dir: Path, *, model: str | Non
     import cv2
 
     from samples._common import ModelConfig
+    from samples.video import open_video
     from samples.video_reid import VideoReidConfig, run_video_reid
 
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = video.name.split(".")[0]
     out, log = out_dir / f"{stem}.annotated.mp4", out_dir / f"{stem}.csv"
     config = VideoReidConfig(video=str(video), model=ModelConfig(model=model), out=str(out), log=str(log), every=every, detector=detector)
+    with open_video(video) as source:
+        fps, shape = source.fps, (source.height, source.width)
     result = run_video_reid(config)
     stats = result.stats
     with open(log, newline="", encoding="utf-8") as f:
@@ -84,6 +87,7 @@ def measure_video(video: Path, detector: str, out_dir: Path, *, model: str | Non
         "embed_ms_per_crop": result.embed_ms_per_crop,
         "crops": result.crops_embedded,
         "fps": stats.frames_processed / stats.wall_seconds if stats.wall_seconds else float("nan"),
+        "trackers": replay_trackers(log, fps / every, shape),
         "summary": result.lines,
     }
 
@@ -133,6 +137,36 @@ def track_similarities(video: Path, log: Path, *, model: str | None, step: int =
     return tracks, means @ means.T
 
 
+def replay_trackers(log: Path, frame_rate: float, frame_shape: tuple[int, int], kinds=("bytetrack", "iou")) -> dict[str, dict[str, int]]:
+    """Feed the detections of a measured run's log to each tracker again (defaults settings, no re-ID).
+
+    Returns per tracker the tracks confirmed and the tracks that received at least
+    ``ModelConfig.min_track_crops`` good crops (those the Matcher decides on): with one track per
+    person, both equal the number of people, and every extra one is a broken track.
+    """
+    from samples._common import ModelConfig, TrackerConfig
+    from samples.detect import Box
+    from samples.pipeline import CropQuality
+
+    frames: dict[int, list[Box]] = {}
+    with open(log, newline="", encoding="utf-8") as f:
+        for r in csv.DictReader(f):
+            boxes = frames.setdefault(int(r["frame"]), [])
+            if r["x1"]:
+                boxes.append(Box(*(float(r[k]) for k in ("x1", "y1", "x2", "y2", "score"))))
+    quality, need = CropQuality(), ModelConfig.min_track_crops
+    out = {}
+    for kind in kinds:
+        tracker = TrackerConfig(kind=kind).build(frame_rate)
+        good: dict[int, int] = {}
+        for index in sorted(frames):
+            for tb in tracker.update(frames[index]):
+                if tb.confirmed:
+                    good[tb.track_id] = good.get(tb.track_id, 0) + quality.is_good(tb.box, frame_shape)
+        out[kind] = {"confirmed": len(good), "decidable": sum(1 for n in good.values() if n >= need)}
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m samples.measure", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out-dir", required=True, help="folder for the annotated videos, logs and PNG frames")
@@ -172,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             for line in row["summary"]:
                 print(f"    {line}", file=sys.stderr)
+            print(f"    the same detections through each tracker (confirmed tracks / tracks with enough good crops): {row['trackers']}", file=sys.stderr)
             if args.similarities:
                 from dslnet_edge.matcher import DEFAULT_THRESHOLD
 
