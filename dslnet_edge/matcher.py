@@ -18,8 +18,10 @@ What happens to each crop of a ``match`` call:
    frame, so no two of them get the same identity (greedy one-to-one assignment, best pairs
    first; ``exclusive=False`` switches that off).
 4. A crop whose best free candidate reaches ``threshold`` gets that identity (and refreshes its
-   exemplars when the view is new); otherwise it is enrolled as a new identity
-   (``auto_enroll=True``) or reported unknown (``identity=None``).
+   exemplars when the view is new); otherwise a crop whose track already has an identity keeps
+   it (a track never enrols a second identity), and any other crop is enrolled as a new identity
+   (``auto_enroll=True``) or reported unknown (``identity=None``). With ``min_track_crops``, a
+   track's crops are ``pending`` (no decision, nothing enrolled) until it has that many.
 
 Steps 2-4 run under one lock, so concurrent ``match`` calls from several threads are safe and
 the gallery never sees half an update.
@@ -239,13 +241,14 @@ class Matcher:
             tracks = [self._tracks.get((camera, t)) if t is not None else None for t in track_ids]
             pending = [t is not None and t.count < self.min_track_crops for t in tracks]
             assigned = self._assign([[] if p else c for p, c in zip(pending, candidates)])
+            taken = {identity for identity, _ in assigned.values()}
             matches = []
             for i in range(n):
                 if pending[i]:
                     matches.append(Match(None, None, False, tuple(candidates[i]), camera, track_ids[i], i, pending=True))
                     continue
-                identity, similarity, is_new = self._decide(i, assigned, queries[i], camera, stamp)
-                if tracks[i] is not None:
+                identity, similarity, is_new = self._decide(i, assigned, queries[i], camera, stamp, tracks[i], taken)
+                if tracks[i] is not None and identity is not None:
                     tracks[i].identity = identity
                 matches.append(
                     Match(identity, similarity, is_new, tuple(candidates[i]), camera, track_ids[i], i)
@@ -351,7 +354,9 @@ class Matcher:
             taken.add(identity)
         return assigned
 
-    def _decide(self, i: int, assigned: dict, query: np.ndarray, camera, stamp: float) -> tuple[str | None, float | None, bool]:
+    def _decide(
+        self, i: int, assigned: dict, query: np.ndarray, camera, stamp: float, track: _Track | None = None, taken: set | None = None
+    ) -> tuple[str | None, float | None, bool]:
         if i in assigned:
             identity, similarity = assigned[i]
             if identity in self.gallery:  # (it cannot vanish under our lock, but stay defensive)
@@ -360,6 +365,17 @@ class Matcher:
                 else:
                     self.gallery.touch(identity, timestamp=stamp)
             return identity, similarity, False
+        if track is not None and track.identity is not None and track.identity in self.gallery:
+            # a decided track keeps its identity when nothing reaches the threshold (the tracker says
+            # it is the same person): it never enrols a second one; unknown for this frame if
+            # another crop of the frame holds that identity
+            if self.exclusive and taken is not None and track.identity in taken:
+                return None, None, False
+            if taken is not None:
+                taken.add(track.identity)
+            self.gallery.touch(track.identity, timestamp=stamp)
+            similarity = float(np.clip(self.gallery.similarity(track.identity, query)[0], -1.0, 1.0))
+            return track.identity, similarity, False
         if not self.auto_enroll:
             return None, None, False
         identity = self.gallery.new_identity()

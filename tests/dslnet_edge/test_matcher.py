@@ -219,6 +219,24 @@ def test_min_track_crops_defers_decisions_until_the_track_has_enough_crops(engin
         Matcher(engine, min_track_crops=0)
 
 
+def test_a_decided_track_keeps_its_identity_and_never_enrols_a_second_one(engine, people, rng):
+    matcher = Matcher(engine, threshold=THRESHOLD, update_exemplars=False)
+    (first,) = matcher.match([noisy(people[0], rng)], camera="c1", timestamp=0.0, track_ids=[3])
+    assert first.is_new
+    # the track's crops change beyond recognition (its EMA feature drifts below the threshold)
+    for t in range(1, 30):
+        (m,) = matcher.match([noisy(people[1], rng)], camera="c1", timestamp=float(t), track_ids=[3])
+        assert m.identity == first.identity and not m.is_new
+    assert m.similarity < THRESHOLD and len(matcher.gallery) == 1
+    # a crop of another track that takes the identity in the same frame leaves this one unknown for the frame
+    other, mine = matcher.match([noisy(people[0], rng), noisy(people[1], rng)], camera="c1", timestamp=31.0, track_ids=[4, 3])
+    assert other.identity == first.identity and mine.identity is None and not mine.is_new
+    assert len(matcher.gallery) == 1
+    # without a track, the same crop is a new person
+    (lone,) = matcher.match([noisy(people[1], rng)], camera="c1", timestamp=32.0)
+    assert lone.is_new
+
+
 def test_tracks_are_per_camera_bounded_and_expire(engine, people, rng):
     matcher = Matcher(engine, threshold=THRESHOLD, max_tracks=4, track_ttl=10.0)
     matcher.match(people[:2], camera="a", timestamp=0.0, track_ids=[1, 2])
