@@ -155,6 +155,26 @@ def test_real_videos_first_frames(tmp_path, capsys, tiny_model, videos, read_fra
     assert "Intel IoT devkit sample videos, CC BY 4.0" in stdout
 
 
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_recommended_detector_and_bytetrack_follow_each_of_the_six_people_once(tmp_path, capsys, tiny_model, videos):
+    """The part of "6 identities on the one-by-one video" that does not depend on the re-ID weights:
+    six people walk in one after another, so exactly six tracks must reach a decision."""
+    pytest.importorskip("trackers", reason="ByteTrack needs the trackers package")
+    model = REPO_ROOT.parent / "shared" / "models" / "detectors" / "yolox_nano_416.onnx"
+    if not model.is_file():
+        pytest.skip(f"the YOLOX-Nano detector is not at {model}")
+    log = tmp_path / "log.csv"
+    status, stdout, err = run_cli(
+        capsys, "--video", videos / "one-by-one-person-detection.mp4", "--model", tiny_model, "--detector", f"yolox:{model}",
+        "--every", 2, "--log", log,
+    )
+    assert status == 0, err
+    rows = list(csv.DictReader(log.open()))
+    decided = {r["track_id"] for r in rows if r["status"] in ("new", "known")}
+    assert len(decided) == 6, sorted(decided)
+
+
 # -- errors: one line, non-zero, no traceback, no outputs ----------------------------------------------
 @pytest.mark.parametrize(
     "args, fragments",
