@@ -2,9 +2,12 @@
 
 A detector takes one ``HxWx3`` uint8 BGR frame (as ``cv2.VideoCapture`` gives it) and returns
 person boxes ``(x1, y1, x2, y2, score)`` in frame pixels, clipped to the frame, overlapping
-duplicates removed. Two come with the samples:
+duplicates removed. Three come with the samples:
 
-* :class:`HogDetector` (``--detector hog``, the default): OpenCV's HOG + linear SVM people
+* :class:`samples.yolox.YoloxDetector` (``--detector yolox:MODEL.onnx``, recommended): a YOLOX
+  ONNX export run by ONNX Runtime (weights not included; see :mod:`samples.yolox`).
+
+* :class:`HogDetector` (``--detector hog``, the default as it needs no download): OpenCV's HOG + linear SVM people
   detector (Dalal & Triggs, trained on INRIA pedestrians). Zero downloads, a few tens of ms per
   frame on a CPU, but only a baseline: it wants upright, whole people at least ~96 px tall in its
   working image, misses some poses and fires on some door frames. ``min_person_height`` sets the
