@@ -18,8 +18,10 @@ What happens to each crop of a ``match`` call:
    frame, so no two of them get the same identity (greedy one-to-one assignment, best pairs
    first; ``exclusive=False`` switches that off).
 4. A crop whose best free candidate reaches ``threshold`` gets that identity (and refreshes its
-   exemplars when the view is new); otherwise it is enrolled as a new identity
-   (``auto_enroll=True``) or reported unknown (``identity=None``).
+   exemplars when the view is new); otherwise a crop whose track already has an identity keeps
+   it (a track never enrols a second identity), and any other crop is enrolled as a new identity
+   (``auto_enroll=True``) or reported unknown (``identity=None``). With ``min_track_crops``, a
+   track's crops are ``pending`` (no decision, nothing enrolled) until it has that many.
 
 Steps 2-4 run under one lock, so concurrent ``match`` calls from several threads are safe and
 the gallery never sees half an update.
@@ -69,6 +71,8 @@ class Match:
         camera: the camera passed to ``match``.
         track_id: the crop's track id, if any.
         index: the crop's position in the ``match`` call.
+        pending: the crop's track has fewer than ``min_track_crops`` crops, so no decision was
+            made yet (``identity`` is None, nothing enrolled; ``candidates`` are filled).
     """
 
     identity: str | None
@@ -78,6 +82,7 @@ class Match:
     camera: str | None = None
     track_id: Hashable | None = None
     index: int = 0
+    pending: bool = False
 
     def __post_init__(self) -> None:
         if self.identity is not None and (not isinstance(self.identity, str) or not self.identity):
@@ -86,6 +91,8 @@ class Match:
             raise ValueError(f"Match.is_new must be a bool, got {self.is_new!r}")
         if self.identity is None and self.is_new:
             raise ValueError("Match: a newly enrolled crop must have an identity")
+        if self.pending and self.identity is not None:
+            raise ValueError("Match: a pending crop (track not decided yet) has no identity")
         if self.identity is None or self.is_new:
             if self.similarity is not None:
                 raise ValueError("Match.similarity must be None for new or unknown crops (see candidates)")
@@ -149,6 +156,9 @@ class Matcher:
             which are averaged).
         max_tracks: tracks remembered over all cameras (least recently updated dropped first).
         track_ttl: seconds after which a camera's track that was not seen is dropped.
+        min_track_crops: crops a track needs before it is matched or enrolled; until then its
+            matches are ``pending`` (so one early, partial view never becomes an identity).
+            Crops without a track id are decided at once.
     """
 
     def __init__(
@@ -165,6 +175,7 @@ class Matcher:
         track_momentum: float = 0.9,
         max_tracks: int = 1024,
         track_ttl: float = 30.0,
+        min_track_crops: int = 1,
     ):
         if not hasattr(engine, "embed") or not hasattr(engine, "feature_dim"):
             raise TypeError(f"engine must be a dslnet_edge.Engine (with embed() and feature_dim), got {type(engine).__name__}")
@@ -172,7 +183,7 @@ class Matcher:
             raise ValueError(f"threshold must be a cosine similarity in [-1, 1], got {threshold!r}")
         if not _is_similarity(novelty):
             raise ValueError(f"novelty must be a cosine similarity in [-1, 1], got {novelty!r}")
-        for name, value in (("top_k", top_k), ("max_tracks", max_tracks)):
+        for name, value in (("top_k", top_k), ("max_tracks", max_tracks), ("min_track_crops", min_track_crops)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not (0.0 <= track_momentum < 1.0):
@@ -195,6 +206,7 @@ class Matcher:
         self.track_momentum = float(track_momentum)
         self.max_tracks = max_tracks
         self.track_ttl = float(track_ttl)
+        self.min_track_crops = min_track_crops
         self._tracks: OrderedDict[tuple[str | None, Hashable], _Track] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -226,13 +238,18 @@ class Matcher:
         with self._lock:
             queries = self._track_features(feats, camera, track_ids, stamp)
             candidates = self.gallery.search(queries, self.top_k)
-            assigned = self._assign(candidates)
+            tracks = [self._tracks.get((camera, t)) if t is not None else None for t in track_ids]
+            pending = [t is not None and t.count < self.min_track_crops for t in tracks]
+            assigned = self._assign([[] if p else c for p, c in zip(pending, candidates)])
+            taken = {identity for identity, _ in assigned.values()}
             matches = []
             for i in range(n):
-                identity, similarity, is_new = self._decide(i, assigned, queries[i], camera, stamp)
-                track = self._tracks.get((camera, track_ids[i])) if track_ids[i] is not None else None
-                if track is not None:
-                    track.identity = identity
+                if pending[i]:
+                    matches.append(Match(None, None, False, tuple(candidates[i]), camera, track_ids[i], i, pending=True))
+                    continue
+                identity, similarity, is_new = self._decide(i, assigned, queries[i], camera, stamp, tracks[i], taken)
+                if tracks[i] is not None and identity is not None:
+                    tracks[i].identity = identity
                 matches.append(
                     Match(identity, similarity, is_new, tuple(candidates[i]), camera, track_ids[i], i)
                 )
@@ -341,7 +358,9 @@ class Matcher:
             taken.add(identity)
         return assigned
 
-    def _decide(self, i: int, assigned: dict, query: np.ndarray, camera, stamp: float) -> tuple[str | None, float | None, bool]:
+    def _decide(
+        self, i: int, assigned: dict, query: np.ndarray, camera, stamp: float, track: _Track | None = None, taken: set | None = None
+    ) -> tuple[str | None, float | None, bool]:
         if i in assigned:
             identity, similarity = assigned[i]
             if identity in self.gallery:  # (it cannot vanish under our lock, but stay defensive)
@@ -350,6 +369,17 @@ class Matcher:
                 else:
                     self.gallery.touch(identity, timestamp=stamp)
             return identity, similarity, False
+        if track is not None and track.identity is not None and track.identity in self.gallery:
+            # a decided track keeps its identity when nothing reaches the threshold (the tracker says
+            # it is the same person): it never enrols a second one; unknown for this frame if
+            # another crop of the frame holds that identity
+            if self.exclusive and taken is not None and track.identity in taken:
+                return None, None, False
+            if taken is not None:
+                taken.add(track.identity)
+            self.gallery.touch(track.identity, timestamp=stamp)
+            similarity = float(np.clip(self.gallery.similarity(track.identity, query)[0], -1.0, 1.0))
+            return track.identity, similarity, False
         if not self.auto_enroll:
             return None, None, False
         identity = self.gallery.new_identity()

@@ -2,9 +2,12 @@
 
 A detector takes one ``HxWx3`` uint8 BGR frame (as ``cv2.VideoCapture`` gives it) and returns
 person boxes ``(x1, y1, x2, y2, score)`` in frame pixels, clipped to the frame, overlapping
-duplicates removed. Two come with the samples:
+duplicates removed. Three come with the samples:
 
-* :class:`HogDetector` (``--detector hog``, the default): OpenCV's HOG + linear SVM people
+* :class:`samples.yolox.YoloxDetector` (``--detector yolox:MODEL.onnx``, recommended): a YOLOX
+  ONNX export run by ONNX Runtime (weights not included; see :mod:`samples.yolox`).
+
+* :class:`HogDetector` (``--detector hog``, the default as it needs no download): OpenCV's HOG + linear SVM people
   detector (Dalal & Triggs, trained on INRIA pedestrians). Zero downloads, a few tens of ms per
   frame on a CPU, but only a baseline: it wants upright, whole people at least ~96 px tall in its
   working image, misses some poses and fires on some door frames. ``min_person_height`` sets the
@@ -408,7 +411,8 @@ def make_detector(spec: str = "hog", *, hog: HogConfig | None = None) -> Detecto
     * ``"hog"``: :class:`HogDetector` with ``hog`` (default :class:`HogConfig`);
     * ``"hog:min_person_height=192,win_stride=4"``: the same with those :class:`HogConfig` fields
       replaced (per camera, in ``multi_camera``);
-    * ``"boxes:PATH"``: :class:`BoxesDetector`.
+    * ``"boxes:PATH"``: :class:`BoxesDetector`;
+    * ``"yolox:PATH[,key=value,...]"``: :class:`samples.yolox.YoloxDetector` (options there).
     """
     if spec == "hog" or spec.startswith("hog:"):
         config = hog or HogConfig()
@@ -420,7 +424,13 @@ def make_detector(spec: str = "hog", *, hog: HogConfig | None = None) -> Detecto
         if not path:
             raise DetectorError("--detector boxes: needs a file, e.g. --detector boxes:boxes.json")
         return BoxesDetector(path)
-    raise DetectorError(f"unknown detector {spec!r}; use 'hog', 'hog:FIELD=VALUE,...' or 'boxes:FILE' (JSON or MOTChallenge boxes per frame)")
+    if spec.startswith("yolox:"):
+        from samples.yolox import YoloxDetector, parse_yolox_spec
+
+        return YoloxDetector(parse_yolox_spec(spec[len("yolox:") :]))
+    raise DetectorError(
+        f"unknown detector {spec!r}; use 'yolox:MODEL.onnx', 'hog', 'hog:FIELD=VALUE,...' or 'boxes:FILE' (JSON or MOTChallenge boxes per frame)"
+    )
 
 
 def _hog_overrides(text: str) -> dict:

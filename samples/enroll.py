@@ -21,21 +21,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import re
 import sys
 from collections import defaultdict
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from dslnet_edge.images import IMAGE_SUFFIXES, MARKET_NAME, ImageReadError, read_image
 from samples._cli import EXPECTED_ERRORS, parse_args_or_status, quiet_native_logs, report_error
-from samples._common import check_gallery_destination, positive_int
+from samples._common import _same_file, check_gallery_destination, check_outputs_are_not_inputs, positive_int
 
 __all__ = ["EnrollConfig", "EnrollResult", "CropSet", "discover_crops", "run_enroll", "main", "IMAGE_SUFFIXES"]
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-_MARKET_NAME = re.compile(r"^(-?\d+)_c(\d+)")
 _MARKET_SKIPPED = ("-1", "0000")
 
 
@@ -108,7 +105,7 @@ def _market_sets(folder: Path, images: list[Path]) -> tuple[list[CropSet], int]:
     groups: dict[str, list[tuple[Path, str]]] = defaultdict(list)
     skipped = 0
     for path in images:
-        m = _MARKET_NAME.match(path.name)
+        m = MARKET_NAME.match(path.name)
         if m is None:
             raise CropFolderError(
                 f"{path} does not follow the Market-1501 naming PPPP_cC... (identity_camera...); put each identity's "
@@ -126,10 +123,10 @@ def _market_sets(folder: Path, images: list[Path]) -> tuple[list[CropSet], int]:
 
 
 def read_crop(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None or image.size == 0:
-        raise CropFolderError(f"{path} cannot be read as an image (corrupt, or not an image despite its name)")
-    return image
+    try:
+        return read_image(path)  # bytes through imdecode: any file name, no OpenCV crash
+    except ImageReadError as exc:
+        raise CropFolderError(f"{exc} (corrupt, or not an image despite its name)") from None
 
 
 def spread(n: int, k: int | None) -> list[int]:
@@ -149,6 +146,10 @@ def run_enroll(config: EnrollConfig) -> EnrollResult:
 
     layout, sets, skipped = discover_crops(config.crops)
     gallery_path = Path(config.gallery)
+    inputs = {"re-ID model": config.model}
+    if gallery_path.exists():  # a gallery inside the crops folder is fine, a crop image is not
+        inputs.update({f"crop image of {cs.identity}": p for cs in sets for p in cs.paths if _same_file(p, gallery_path)})
+    check_outputs_are_not_inputs({"gallery": gallery_path}, inputs)
     loaded_from = None
     if gallery_path.exists() and not config.replace:
         gallery = Gallery.load(gallery_path)

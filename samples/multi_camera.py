@@ -35,6 +35,7 @@ from samples._common import (
     add_detector_arguments,
     add_model_arguments,
     build_matcher,
+    check_run_outputs,
     credit_for,
     hog_config_from_args,
     model_config_from_args,
@@ -189,10 +190,12 @@ def run_multi_camera(
         detectors = [make_detector(config.detector_for(i), hog=config.hog) for i in range(len(config.videos))]
     elif len(detectors) != len(config.videos):
         raise ValueError(f"got {len(detectors)} detectors for {len(config.videos)} feeds; give one per feed")
+    outputs: dict[str, str | None] = {"gallery": config.model.save_gallery}
     if config.out_dir is not None:
         for name in names:  # before any work: a typo costs a second, not a video
-            check_video_destination(Path(config.out_dir) / f"{_file_name(name)}.mp4")
-            check_log_destination(Path(config.out_dir) / f"{_file_name(name)}.csv")
+            outputs[f"annotated video of {name}"] = str(check_video_destination(Path(config.out_dir) / f"{_file_name(name)}.mp4"))
+            outputs[f"log of {name}"] = str(check_log_destination(Path(config.out_dir) / f"{_file_name(name)}.csv"))
+    check_run_outputs(outputs, videos=config.videos, model=config.model, detectors=config.detectors if detectors is None else ())
     sources: list[VideoSource] = []
     with contextlib.ExitStack() as opened:
         for video in config.videos:  # every feed is checked before any thread starts
@@ -269,7 +272,7 @@ class _Worker:
                     sinks += [lambda result, frame: video.write(annotate(frame, result, credit=credit)), log]
                     self.outputs = [str(base.with_suffix(".mp4")), str(base.with_suffix(".csv"))]
                 self.stats = process_stream(
-                    self.source, camera=self.camera, detector=self.detector, tracker=config.tracker.build(),
+                    self.source, camera=self.camera, detector=self.detector, tracker=config.tracker.build(self.source.fps / config.every),
                     matcher=self.matcher, every=config.every, max_frames=config.max_frames,
                     start_time=self.start_time, on_frame=sinks, stop=self.stop,
                 )

@@ -2,11 +2,14 @@
 
 For every processed frame:
 
-1. the detector finds person boxes (:mod:`samples.detect`);
-2. the IoU tracker gives each box a track id (:mod:`samples.tracking`);
-3. the crops of *confirmed* tracks go to ``Matcher.match(crops, camera=..., timestamp=...,
-   track_ids=...)``, which aggregates each track's embeddings and answers with identities
-   (tentative tracks, often one-frame false detections, are drawn but never enrolled);
+1. the detector finds person boxes (:mod:`samples.detect`, :mod:`samples.yolox`);
+2. the tracker (ByteTrack, or the IoU tracker) gives each box a track id (:mod:`samples.tracking`);
+3. the *good* crops of confirmed tracks (:class:`CropQuality`: tall enough, a person's aspect,
+   a confident detection, not cut by the frame edge) go to ``Matcher.match(crops, camera=...,
+   timestamp=..., track_ids=...)``, which aggregates each track's embeddings and decides only
+   once the track has ``min_track_crops`` of them: before that the track is *pending*, so a
+   partial view of someone walking in (legs at the edge, a half-occluded body) never becomes
+   an identity of its own. A track's other crops are drawn with the identity the track has;
 4. a :class:`FrameResult` goes to the caller's sinks: the annotated video, the log, a printer.
 
 Times: detector seconds per frame and embedding seconds per crop are measured separately
@@ -34,10 +37,11 @@ import numpy as np
 
 from dslnet_edge._io import atomic_write
 from samples.detect import Box, Detector, check_boxes
-from samples.tracking import IouTracker, TrackedBox
+from samples.tracking import TrackedBox, Tracker
 from samples.video import VideoSource
 
 __all__ = [
+    "CropQuality",
     "DetectionRecord",
     "FrameResult",
     "StreamStats",
@@ -54,12 +58,55 @@ LOG_SUFFIXES = (".csv", ".json", ".jsonl")
 
 
 @dataclasses.dataclass(frozen=True)
+class CropQuality:
+    """Which crops are good enough to describe a person (only these reach the Matcher).
+
+    Attributes:
+        min_height: box height in frame pixels (DSLNet sees 256x128: far smaller crops are mostly blur).
+        min_aspect, max_aspect: width / height of a standing or walking person; boxes outside
+            hold a part of one (legs, head and shoulders) or two people.
+        min_score: detector score (YOLOX scores are probabilities; HOG's are SVM margins).
+        edge_margin: a box within this many pixels of the frame border is cut by it.
+    """
+
+    min_height: int = 96
+    min_aspect: float = 0.2
+    max_aspect: float = 0.75
+    min_score: float = 0.5
+    edge_margin: int = 2
+
+    def __post_init__(self) -> None:
+        if isinstance(self.min_height, bool) or not isinstance(self.min_height, int) or self.min_height < 8:
+            raise ValueError(f"min_height must be an integer >= 8 pixels, got {self.min_height!r}")
+        if not (0 < self.min_aspect < self.max_aspect):
+            raise ValueError(f"need 0 < min_aspect < max_aspect, got {self.min_aspect!r} and {self.max_aspect!r}")
+        if not math.isfinite(self.min_score):
+            raise ValueError(f"min_score must be a finite number, got {self.min_score!r}")
+        if isinstance(self.edge_margin, bool) or not isinstance(self.edge_margin, int) or self.edge_margin < 0:
+            raise ValueError(f"edge_margin must be an integer >= 0 pixels, got {self.edge_margin!r}")
+
+    def is_good(self, box: Box, frame_shape: tuple[int, ...]) -> bool:
+        """Whether ``box`` (clipped to a frame of ``frame_shape``) is a good crop of a whole person.
+
+        >>> q = CropQuality()
+        >>> q.is_good(Box(100, 50, 150, 200, 0.9), (432, 768, 3)), q.is_good(Box(0, 50, 50, 200, 0.9), (432, 768, 3))
+        (True, False)
+        """
+        height, width = int(frame_shape[0]), int(frame_shape[1])
+        m = self.edge_margin
+        if box.x1 < m or box.y1 < m or box.x2 > width - m or box.y2 > height - m:
+            return False
+        return box.height >= self.min_height and self.min_aspect <= box.width / box.height <= self.max_aspect and box.score >= self.min_score
+
+
+@dataclasses.dataclass(frozen=True)
 class DetectionRecord:
     """One tracked person box of one frame and what the Matcher said about it.
 
-    ``status``: ``"tentative"`` (track not confirmed yet: not matched), ``"new"`` (enrolled as a
-    new identity now), ``"known"`` (matched an identity already in the gallery) or ``"unknown"``
-    (below the threshold with auto-enrol off).
+    ``status``: ``"tentative"`` (track not confirmed yet, or without enough good crops for a
+    decision: not matched), ``"new"`` (enrolled as a new identity now), ``"known"`` (matched an
+    identity already in the gallery, or a crop not good enough to match of a track that has one:
+    then ``similarity`` is the track's last) or ``"unknown"`` (below the threshold with auto-enrol off).
     """
 
     track_id: int
@@ -108,17 +155,28 @@ class StreamStats:
     frames_read: int = 0
     frames_processed: int = 0
     detections: int = 0
+    good_crops: int = 0
     matched_crops: int = 0
     detector_seconds: float = 0.0
+    tracker_seconds: float = 0.0
     match_seconds: float = 0.0
     wall_seconds: float = 0.0
     identities: set[str] = dataclasses.field(default_factory=set)
     new_identities: set[str] = dataclasses.field(default_factory=set)
     interrupted: bool = False
+    frames_expected: int | None = None
+    stopped_early: bool = False  # --max-frames reached
 
     @property
     def detector_ms_per_frame(self) -> float:
         return 1000 * self.detector_seconds / self.frames_processed if self.frames_processed else math.nan
+
+    @property
+    def frames_missing(self) -> int | None:
+        """Frames the container announced but that could not be read (a truncated file); None when unknown."""
+        if self.frames_expected is None or self.interrupted or self.stopped_early:
+            return None
+        return max(0, self.frames_expected - self.frames_read)
 
 
 class TimedEngine:
@@ -160,8 +218,9 @@ def process_stream(
     *,
     camera: str,
     detector: Detector,
-    tracker: IouTracker,
+    tracker: Tracker,
     matcher,
+    quality: CropQuality = CropQuality(),
     every: int = 1,
     max_frames: int | None = None,
     start_time: float | None = None,
@@ -175,46 +234,54 @@ def process_stream(
     Matcher share it so their feeds count as simultaneous. ``stop`` ends the loop early (another
     camera failed). Ctrl+C ends it too, with ``interrupted`` set, so the outputs so far are kept.
     """
-    stats = StreamStats(camera)
+    stats = StreamStats(camera, frames_expected=source.frame_count)
     start_time = time.time() if start_time is None else start_time
     began = time.perf_counter()
+    memory: dict[int, tuple[str, float | None]] = {}  # track id -> (identity, similarity) last decided
     try:
         for index, frame in source.frames(every=every, max_frames=max_frames):
             if stop is not None and stop.is_set():
                 stats.interrupted = True
                 break
             video_time = index / source.fps
-            result = _process_frame(frame, index, video_time, start_time, camera, detector, tracker, matcher, stats)
+            result = _process_frame(frame, index, video_time, start_time, camera, detector, tracker, matcher, quality, memory, stats)
             for sink in on_frame:
                 sink(result, frame)
     except KeyboardInterrupt:
         stats.interrupted = True
     stats.frames_read = source.frames_read
+    stats.stopped_early = max_frames is not None and source.frames_read >= max_frames
     stats.wall_seconds = time.perf_counter() - began
     return stats
 
 
-def _process_frame(frame, index, video_time, start_time, camera, detector, tracker, matcher, stats) -> FrameResult:
+def _process_frame(frame, index, video_time, start_time, camera, detector, tracker, matcher, quality, memory, stats) -> FrameResult:
     t0 = time.perf_counter()
     # validated and clipped here too, so a plugged-in detector's bad box is a clear DetectorError
     boxes = check_boxes(detector.detect(frame, index), frame.shape, iou_threshold=1.0, containment=None, source=f"{type(detector).__name__} frame {index}")
     t1 = time.perf_counter()
     tracked = tracker.update(boxes)
-    confirmed = [tb for tb in tracked if tb.confirmed]
+    t_track = time.perf_counter()
+    good = [tb for tb in tracked if tb.confirmed and quality.is_good(tb.box, frame.shape)]
     matches = matcher.match(
-        [crop_box(frame, tb.box) for tb in confirmed],
+        [crop_box(frame, tb.box) for tb in good],
         camera=camera,
         timestamp=start_time + video_time,
-        track_ids=[tb.track_id for tb in confirmed],
+        track_ids=[tb.track_id for tb in good],
     )
     t2 = time.perf_counter()
     stats.frames_processed += 1
     stats.detections += len(boxes)
-    stats.matched_crops += len(confirmed)
+    stats.good_crops += len(good)
+    stats.matched_crops += sum(1 for m in matches if not getattr(m, "pending", False))
     stats.detector_seconds += t1 - t0
-    stats.match_seconds += t2 - t1
+    stats.tracker_seconds += t_track - t1
+    stats.match_seconds += t2 - t_track
     by_track = {m.track_id: m for m in matches}
-    records = tuple(_record(tb, by_track.get(tb.track_id)) for tb in tracked)
+    for m in matches:
+        if m.identity is not None:
+            memory[m.track_id] = (m.identity, m.similarity)
+    records = tuple(_record(tb, by_track.get(tb.track_id) if tb.confirmed else None, memory.get(tb.track_id)) for tb in tracked)
     for r in records:
         if r.identity is not None:
             stats.identities.add(r.identity)
@@ -223,8 +290,10 @@ def _process_frame(frame, index, video_time, start_time, camera, detector, track
     return FrameResult(camera, index, video_time, records)
 
 
-def _record(tb: TrackedBox, match) -> DetectionRecord:
-    if match is None:
+def _record(tb: TrackedBox, match, remembered: tuple[str, float | None] | None) -> DetectionRecord:
+    if match is None or getattr(match, "pending", False):
+        if match is None and tb.confirmed and remembered is not None:  # a crop not good enough to match
+            return DetectionRecord(tb.track_id, tb.box, "known", remembered[0], remembered[1])
         return DetectionRecord(tb.track_id, tb.box, "tentative")
     if match.identity is None:
         best = match.candidates[0][1] if match.candidates else None
@@ -254,7 +323,7 @@ def _label(record: DetectionRecord) -> str:
         return "unknown" if record.similarity is None else f"unknown {record.similarity:.2f}"
     if record.status == "new":
         return f"{record.identity} new"
-    return f"{record.identity} {record.similarity:.2f}"
+    return record.identity if record.similarity is None else f"{record.identity} {record.similarity:.2f}"
 
 
 def annotate(frame: np.ndarray, result: FrameResult, *, credit: str | None = None) -> np.ndarray:
@@ -360,9 +429,12 @@ def iter_summary_lines(stats: Sequence[StreamStats], engine: TimedEngine) -> Ite
     for s in stats:
         det = f"{s.detector_ms_per_frame:.1f}" if s.frames_processed else "-"
         fps = s.frames_processed / s.wall_seconds if s.wall_seconds > 0 else math.nan
+        missing = s.frames_missing
         yield (
             f"{s.camera}: {s.frames_processed} frames processed of {s.frames_read} read"
-            f"{' (interrupted)' if s.interrupted else ''}, {s.detections} detections, {s.matched_crops} crops matched, "
+            f"{' (interrupted)' if s.interrupted else ''}"
+            f"{f' (WARNING: the video announces {s.frames_expected} frames; {missing} could not be read: truncated or corrupt)' if missing else ''}"
+            f", {s.detections} detections, {s.good_crops} good crops, {s.matched_crops} crops decided, "
             f"{len(s.identities)} identities ({len(s.new_identities)} new); detector {det} ms/frame, "
             f"{fps:.1f} frames/s end to end"
         )

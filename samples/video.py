@@ -25,7 +25,17 @@ import numpy as np
 
 from dslnet_edge._io import atomic_write
 
-__all__ = ["VideoError", "VideoSource", "open_video", "VideoSink", "atomic_video_writer", "VIDEO_SUFFIXES", "check_video_destination"]
+__all__ = [
+    "VideoError",
+    "VideoSource",
+    "open_video",
+    "VideoSink",
+    "atomic_video_writer",
+    "VIDEO_SUFFIXES",
+    "check_video_destination",
+    "check_video_path_text",
+    "count_frames",
+]
 
 #: Output suffix -> FourCC. mp4v (MPEG-4 Part 2) is in every OpenCV FFmpeg build; H.264 encoders are not.
 VIDEO_SUFFIXES = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}
@@ -89,12 +99,43 @@ class VideoSource:
         self.close()
 
 
+def check_video_path_text(path: str | os.PathLike, what: str = "video") -> str:
+    """``str(path)``, or ``VideoError`` when it is not valid UTF-8.
+
+    A file name that is not valid UTF-8 (Python hands it over with surrogate escapes) crashes
+    OpenCV's ``VideoCapture``/``VideoWriter`` (a segmentation fault in OpenCV 4.14), so such a
+    path is refused with one line before OpenCV sees it.
+    """
+    text = os.fspath(path) if not isinstance(path, bytes) else os.fsdecode(path)
+    text = str(text)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = text.encode("utf-8", "backslashreplace").decode("ascii", "replace")
+        raise VideoError(f"{what} path {shown} is not valid UTF-8, which OpenCV cannot open: rename the file (or folder)") from None
+    return text
+
+
+def count_frames(path: str | os.PathLike) -> int:
+    """Frames that decode in a video file (reads it through; 0 when it does not open)."""
+    capture = cv2.VideoCapture(check_video_path_text(path), cv2.CAP_FFMPEG)
+    try:
+        if not capture.isOpened():
+            return 0
+        n = 0
+        while capture.grab():
+            n += 1
+        return n
+    finally:
+        capture.release()
+
+
 def open_video(path: str | os.PathLike, *, fps: float | None = None) -> VideoSource:
     """Open a video file or stream URL and decode its first frame; ``VideoError`` with the reason otherwise.
 
     ``fps`` overrides the container's frame rate (needed when it has none).
     """
-    text = str(path)
+    text = check_video_path_text(path)
     is_url = "://" in text
     if not is_url:
         p = Path(text)
@@ -146,7 +187,7 @@ class VideoSink:
 
 def check_video_destination(path: str | os.PathLike) -> Path:
     """``VideoError`` now, before any work, when ``path`` cannot become an annotated video."""
-    path = Path(path)
+    path = Path(check_video_path_text(path, "output video"))
     if path.suffix.lower() not in VIDEO_SUFFIXES:
         raise VideoError(f"output video {path}: unsupported suffix {path.suffix or '(none)'!r}; use one of {sorted(VIDEO_SUFFIXES)}")
     if path.is_dir():
@@ -159,6 +200,9 @@ def atomic_video_writer(path: str | os.PathLike, fps: float, size: tuple[int, in
     """A :class:`VideoSink` whose file appears at ``path`` only when the block completes.
 
     ``size`` is ``(width, height)``. The container follows the suffix (:data:`VIDEO_SUFFIXES`).
+    ``cv2.VideoWriter`` does not report failed writes (a full disk gives a truncated, unplayable
+    file), so before the new file replaces ``path`` it is checked: not empty, it opens, and it
+    holds every frame written; otherwise ``VideoError`` and the old file stays.
     """
     path = check_video_destination(path)
     fourcc = VIDEO_SUFFIXES[path.suffix.lower()]
@@ -167,6 +211,21 @@ def atomic_video_writer(path: str | os.PathLike, fps: float, size: tuple[int, in
         try:
             if not writer.isOpened():
                 raise VideoError(f"OpenCV cannot write a {fourcc} video to {path} (this OpenCV build lacks the encoder?)")
-            yield VideoSink(writer, (int(size[0]), int(size[1])), path)
+            sink = VideoSink(writer, (int(size[0]), int(size[1])), path)
+            yield sink
         finally:
             writer.release()
+        _check_written(tmp, sink.frames_written, path)
+
+
+def _check_written(tmp: Path, frames_written: int, path: Path) -> None:
+    """``VideoError`` unless the finished temporary video holds all ``frames_written`` frames."""
+    if frames_written == 0:
+        return  # nothing was processed: an empty container is what was asked for
+    size = tmp.stat().st_size
+    found = count_frames(tmp) if size > 0 else 0
+    if found != frames_written:
+        raise VideoError(
+            f"writing {path} failed: {frames_written} frames were written but the file ({size} bytes) "
+            f"{'holds ' + str(found) if found else 'does not open or holds none'} (disk full?); the previous file is kept"
+        )

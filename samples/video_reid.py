@@ -31,6 +31,7 @@ from samples._common import (
     add_detector_arguments,
     add_model_arguments,
     build_matcher,
+    check_run_outputs,
     credit_for,
     hog_config_from_args,
     model_config_from_args,
@@ -100,10 +101,14 @@ def run_video_reid(config: VideoReidConfig, *, detector: Detector | None = None)
         check_video_destination(config.out)
     if config.log is not None:
         check_log_destination(config.log)
+    check_run_outputs(
+        {"annotated video": config.out, "log": config.log, "gallery": config.model.save_gallery},
+        videos=[config.video], model=config.model, detectors=[] if detector is not None else [config.detector],
+    )
     detector = detector if detector is not None else make_detector(config.detector, hog=config.hog)
-    tracker = config.tracker.build()
     source = open_video(config.video, fps=config.fps)
     with source:
+        tracker = config.tracker.build(source.fps / config.every)
         matcher, timed = build_matcher(config.model)
         camera = config.camera_name
         credit = credit_for(config.video, config.credit)

@@ -58,6 +58,8 @@ def noisy(crop, rng, amount=12):
         (dict(identity="a", similarity=0.9, is_new=False, candidates=[("a",)]), r"\(identity, similarity\) pairs"),
         (dict(identity="a", similarity=0.9, is_new=False, candidates=[(3, 0.9)]), r"\(identity, similarity\) pairs"),
         (dict(identity="a", similarity=0.9, is_new=False, index=-1), "index must be an integer >= 0"),
+        (dict(identity=None, similarity=None, is_new=False, pending=True), None),
+        (dict(identity="a", similarity=0.9, is_new=False, pending=True), "pending crop"),
     ],
 )
 def test_match_is_validated(kwargs, error):
@@ -231,6 +233,43 @@ def test_track_feature_outvotes_one_bad_crop(engine, people, rng):
     (track_decision,) = by_track.match([glitch], camera="c1", timestamp=5.0, track_ids=[17])
     assert crop_decision.identity is None
     assert track_decision.identity == "alice"
+
+
+def test_min_track_crops_defers_decisions_until_the_track_has_enough_crops(engine, people, rng):
+    matcher = Matcher(engine, threshold=THRESHOLD, min_track_crops=3)
+    matcher.enroll([people[0]], "alice")
+    # a new person's track: pending (nothing enrolled) for two crops, enrolled from the third
+    for t in range(2):
+        first, second = matcher.match([noisy(people[1], rng), noisy(people[0], rng)], camera="c1", timestamp=float(t), track_ids=[5, 6])
+        assert first.pending and first.identity is None and not first.is_new and first.candidates
+        assert second.pending and second.identity is None
+        assert len(matcher.gallery) == 1
+    first, second = matcher.match([noisy(people[1], rng), noisy(people[0], rng)], camera="c1", timestamp=2.0, track_ids=[5, 6])
+    assert first.is_new and not first.pending and second.identity == "alice" and not second.pending
+    assert len(matcher.gallery) == 2
+    # crops without a track are decided at once
+    (lone,) = matcher.match([noisy(people[2], rng)], camera="c1", timestamp=3.0)
+    assert lone.is_new and not lone.pending
+    with pytest.raises(ValueError, match="min_track_crops"):
+        Matcher(engine, min_track_crops=0)
+
+
+def test_a_decided_track_keeps_its_identity_and_never_enrols_a_second_one(engine, people, rng):
+    matcher = Matcher(engine, threshold=THRESHOLD, update_exemplars=False)
+    (first,) = matcher.match([noisy(people[0], rng)], camera="c1", timestamp=0.0, track_ids=[3])
+    assert first.is_new
+    # the track's crops change beyond recognition (its EMA feature drifts below the threshold)
+    for t in range(1, 30):
+        (m,) = matcher.match([noisy(people[1], rng)], camera="c1", timestamp=float(t), track_ids=[3])
+        assert m.identity == first.identity and not m.is_new
+    assert m.similarity < THRESHOLD and len(matcher.gallery) == 1
+    # a crop of another track that takes the identity in the same frame leaves this one unknown for the frame
+    other, mine = matcher.match([noisy(people[0], rng), noisy(people[1], rng)], camera="c1", timestamp=31.0, track_ids=[4, 3])
+    assert other.identity == first.identity and mine.identity is None and not mine.is_new
+    assert len(matcher.gallery) == 1
+    # without a track, the same crop is a new person
+    (lone,) = matcher.match([noisy(people[1], rng)], camera="c1", timestamp=32.0)
+    assert lone.is_new
 
 
 def test_tracks_are_per_camera_bounded_and_expire(engine, people, rng):

@@ -46,7 +46,7 @@ def test_subfolders_then_video_reid_reports_them_by_name(tmp_path, capsys, tiny_
     log = tmp_path / "log.json"
     status, out, err = run_cli(
         video_reid, capsys, "--video", s.video, "--model", tiny_model, "--detector", f"boxes:{s.boxes}",
-        "--gallery", gallery, "--no-auto-enroll", "--min-hits", 1, "--log", log,
+        "--gallery", gallery, "--no-auto-enroll", "--min-hits", 1, "--log", log, "--tracker", "iou", "--min-track-crops", 1,
     )
     assert status == 0, err
     frames = json.loads(log.read_text())["frames"]

@@ -30,11 +30,6 @@ def _crops(root, identities: int, per_identity: int, seed: int = 0):
     return root
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs sqlite3.Error among the samples' expected errors (samples/_cli.py, t12) or Gallery.save turning "
-    "sqlite3 write errors into GalleryFileError/OSError (dslnet_edge/gallery.py, t13); remove this mark at merge",
-)
 def test_enroll_on_a_full_disk_is_one_line_and_keeps_the_old_gallery(tmp_path):
     model = tiny_embedding_onnx(tmp_path / "tiny.onnx", InputSpec(height=32, width=16, feature_dim=512))
     gallery = tmp_path / "gallery.db"

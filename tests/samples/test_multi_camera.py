@@ -64,7 +64,7 @@ def test_run_multi_camera_result(tiny_model, scene, walker):
     config = MultiCameraConfig(
         videos=(str(a.video), str(b.video)),
         detectors=(f"boxes:{a.boxes}", f"boxes:{b.boxes}"),
-        model=ModelConfig(model=str(tiny_model)),
+        model=ModelConfig(model=str(tiny_model), min_track_crops=1),
         max_frames=6,
     )
     lines = []

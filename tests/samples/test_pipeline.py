@@ -10,7 +10,16 @@ import pytest
 
 from dslnet_edge import Engine
 from samples.detect import Box
-from samples.pipeline import DetectionRecord, FrameLog, FrameResult, TimedEngine, annotate, crop_box, identity_colour
+from samples.pipeline import (
+    CropQuality,
+    DetectionRecord,
+    FrameLog,
+    FrameResult,
+    TimedEngine,
+    annotate,
+    crop_box,
+    identity_colour,
+)
 
 
 def _result(*records, camera="gate", index=7):
@@ -89,3 +98,30 @@ def test_timed_engine_counts_crops_and_time(tiny_model, rng):
     assert np.isnan(timed.ms_per_crop)
     feats = timed.embed([rng.integers(0, 256, (64, 32, 3), dtype=np.uint8) for _ in range(5)])
     assert feats.shape == (5, 64) and timed.crops == 5 and timed.seconds > 0 and timed.ms_per_crop > 0
+
+
+@pytest.mark.parametrize(
+    "box, good",
+    [
+        (Box(100, 50, 150, 200, 0.9), True),
+        (Box(0, 50, 50, 200, 0.9), False),  # cut by the left edge
+        (Box(700, 50, 768, 200, 0.9), False),  # right edge
+        (Box(100, 300, 150, 432, 0.9), False),  # bottom edge: legs only, or a head entering
+        (Box(100, 50, 150, 120, 0.9), False),  # too small (70 px)
+        (Box(100, 50, 250, 200, 0.9), False),  # as wide as tall: two people, or a part of one
+        (Box(100, 50, 120, 200, 0.9), False),  # too thin (0.13)
+        (Box(100, 50, 150, 200, 0.3), False),  # a low-score box (kept by ByteTrack, not matched)
+    ],
+)
+def test_crop_quality(box, good):
+    assert CropQuality().is_good(box, (432, 768, 3)) is good
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"min_height": 4}, "min_height"), ({"min_aspect": 0.8}, "min_aspect"), ({"min_score": float("nan")}, "min_score"),
+     ({"edge_margin": -1}, "edge_margin")],
+)
+def test_crop_quality_is_validated(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        CropQuality(**kwargs)

@@ -99,3 +99,70 @@ def test_tracked_box_validation(kwargs, match):
     fields = {"box": _box(0), "track_id": 1, "hits": 1, "confirmed": True, **kwargs}
     with pytest.raises(ValueError, match=match):
         TrackedBox(**fields)
+
+
+# ---------------------------------------------------------------------------------------------
+# ByteTrack (the trackers package) behind the same interface
+# ---------------------------------------------------------------------------------------------
+def test_bytetrack_two_walkers_keep_ids_and_answers_follow_the_input_order():
+    pytest.importorskip("trackers", reason="ByteTrack needs the trackers package (pip install --no-deps 'trackers==2.6.*')")
+    from samples.tracking import ByteTracker, Tracker
+
+    tracker = ByteTracker(frame_rate=10, min_hits=2)
+    assert isinstance(tracker, Tracker)
+    ids_a, ids_b = [], []
+    for f in range(20):
+        a, b = _box(10 + 4 * f, score=0.9), _box(250 - 4 * f, y=60, score=0.8)
+        boxes = [a, b] if f % 2 == 0 else [b, a]
+        out = tracker.update(boxes)
+        assert [t.box for t in out] == boxes
+        by_box = {t.box: t for t in out}
+        ids_a.append(by_box[a].track_id)
+        ids_b.append(by_box[b].track_id)
+    # first frame: no track yet (id 0, not confirmed); then one id each for the rest
+    assert ids_a[0] == ids_b[0] == 0
+    assert set(ids_a[1:]) == {ids_a[1]} and set(ids_b[1:]) == {ids_b[1]} and ids_a[1] != ids_b[1] and min(ids_a[1], ids_b[1]) >= 1
+    assert tracker.num_started == 2
+
+
+def test_bytetrack_low_score_box_continues_a_track_but_never_starts_one():
+    pytest.importorskip("trackers", reason="ByteTrack needs the trackers package")
+    from samples.tracking import ByteTracker
+
+    tracker = ByteTracker(frame_rate=10, min_hits=1)
+    for f in range(3):
+        tracker.update([_box(100 + 2 * f, score=0.9)])
+    track = tracker.update([_box(106, score=0.9)])[0].track_id
+    assert track >= 1
+    # the score drops (occlusion): ByteTrack's second stage keeps the track
+    assert tracker.update([_box(108, score=0.3)])[0].track_id == track
+    # a low-score box far away starts nothing
+    for _ in range(3):
+        assert tracker.update([_box(110, score=0.9), _box(400, score=0.3)])[1].track_id == 0
+    assert tracker.num_started == 1
+
+
+def test_bytetrack_reset_never_reuses_ids_and_bad_settings_are_refused():
+    pytest.importorskip("trackers", reason="ByteTrack needs the trackers package")
+    from samples.tracking import ByteTracker
+
+    tracker = ByteTracker(frame_rate=25, min_hits=1)
+    for f in range(3):
+        first = tracker.update([_box(100 + f, score=0.9)])[0].track_id
+    tracker.reset()
+    for f in range(3):
+        again = tracker.update([_box(100 + f, score=0.9)])[0].track_id
+    assert first >= 1 and again > first
+    assert ByteTracker(frame_rate=10).max_age == 10  # default: one second of processed frames
+    for kwargs, match in [({"frame_rate": 0}, "frame_rate"), ({"frame_rate": 10, "min_hits": 0}, "min_hits"),
+                          ({"frame_rate": 10, "max_age": -1}, "max_age"), ({"frame_rate": 10, "high_score": 0}, "high_score")]:
+        with pytest.raises(ValueError, match=match):
+            ByteTracker(**kwargs)
+
+
+def test_one_opencv_distribution_is_installed():
+    """trackers declares opencv-python; installed with its dependencies it would sit beside opencv-python-headless."""
+    from samples.tracking import check_single_opencv, opencv_distributions
+
+    assert opencv_distributions() == ["opencv-python-headless"]
+    check_single_opencv()

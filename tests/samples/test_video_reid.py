@@ -38,7 +38,8 @@ def test_generated_video_gives_annotated_video_log_and_identities(tmp_path, caps
     s = two_people(scene, walker)
     out, log = tmp_path / "annotated.mp4", tmp_path / "log.json"
     status, stdout, err = run_cli(
-        capsys, "--video", s.video, "--model", tiny_model, "--detector", f"boxes:{s.boxes}", "--out", out, "--log", log, "--camera", "gate"
+        capsys, "--video", s.video, "--model", tiny_model, "--detector", f"boxes:{s.boxes}", "--out", out, "--log", log, "--camera", "gate",
+        "--min-track-crops", 1,
     )
     assert status == 0, err
     frames = read_frames(out)
@@ -46,17 +47,19 @@ def test_generated_video_gives_annotated_video_log_and_identities(tmp_path, caps
     data = json.loads(log.read_text())
     assert data["meta"]["camera"] == "gate" and data["meta"]["fps"] == 10.0
     assert [f["frame"] for f in data["frames"]] == list(range(12))
-    # each figure: tentative in its first frame (min_hits 2), then one identity for the rest
+    # each figure: without a track in its first frame (ByteTrack's min_hits 2: track id 0), then
+    # one track and one identity (decided at once with --min-track-crops 1) for the rest
     by_track: dict[int, list] = {}
     for f in data["frames"]:
         for d in f["detections"]:
             by_track.setdefault(d["track_id"], []).append((d["status"], d["identity"]))
+    assert by_track.pop(0) == [("tentative", None)] * 2
     assert len(by_track) == 2
     identities = set()
     for states in by_track.values():
-        assert states[0] == ("tentative", None) and states[1][0] == "new"
-        assert {s for s, _ in states[2:]} == {"known"} and len({i for _, i in states[1:]}) == 1
-        identities.add(states[1][1])
+        assert states[0][0] == "new"
+        assert {s for s, _ in states[1:]} == {"known"} and len({i for _, i in states}) == 1
+        identities.add(states[0][1])
     assert len(identities) == 2
     assert sorted(data["summary"]["identities"]) == sorted(identities)
     assert data["summary"]["frames_processed"] == 12 and data["summary"]["detections"] == 12 + 10
@@ -69,7 +72,7 @@ def test_every_max_frames_csv_log_and_gallery_round_trip(tmp_path, capsys, tiny_
     out, log, gallery = tmp_path / "a.avi", tmp_path / "log.csv", tmp_path / "g.db"
     status, stdout, err = run_cli(
         capsys, "--video", s.video, "--model", tiny_model, "--detector", f"boxes:{s.boxes}", "--out", out, "--log", log,
-        "--every", 2, "--max-frames", 9, "--save-gallery", gallery, "--min-hits", 1,
+        "--every", 2, "--max-frames", 9, "--save-gallery", gallery, "--min-hits", 1, "--min-track-crops", 1, "--tracker", "iou",
     )
     assert status == 0, err
     assert len(read_frames(out)) == 5  # frames 0, 2, 4, 6, 8
@@ -83,7 +86,7 @@ def test_every_max_frames_csv_log_and_gallery_round_trip(tmp_path, capsys, tiny_
     # a second run that starts from the saved gallery knows both people and enrols nobody
     status, stdout, err = run_cli(
         capsys, "--video", s.video, "--model", tiny_model, "--detector", f"boxes:{s.boxes}", "--log", log,
-        "--gallery", gallery, "--no-auto-enroll", "--min-hits", 1,
+        "--gallery", gallery, "--no-auto-enroll", "--min-hits", 1, "--min-track-crops", 1, "--tracker", "iou",
     )
     assert status == 0, err
     rows = list(csv.DictReader(log.open()))
@@ -94,12 +97,13 @@ def test_every_max_frames_csv_log_and_gallery_round_trip(tmp_path, capsys, tiny_
 def test_unknown_people_with_auto_enroll_off(tmp_path, capsys, tiny_model, scene, walker):
     known = scene("known", [walker(1, (10, 40), (40, 50))], frames=4)
     gallery = tmp_path / "g.db"
-    assert run_cli(capsys, "--video", known.video, "--model", tiny_model, "--detector", f"boxes:{known.boxes}", "--save-gallery", gallery)[0] == 0
+    assert run_cli(capsys, "--video", known.video, "--model", tiny_model, "--detector", f"boxes:{known.boxes}", "--save-gallery", gallery,
+                   "--min-track-crops", 1)[0] == 0
     stranger = scene("stranger", [walker(7, (10, 40), (40, 50))], frames=4)
     log = tmp_path / "log.jsonl"
     status, _, err = run_cli(
         capsys, "--video", stranger.video, "--model", tiny_model, "--detector", f"boxes:{stranger.boxes}", "--log", log,
-        "--gallery", gallery, "--no-auto-enroll",
+        "--gallery", gallery, "--no-auto-enroll", "--min-track-crops", 1,
     )
     assert status == 0, err
     lines = [json.loads(line) for line in log.read_text().splitlines()]
@@ -107,6 +111,24 @@ def test_unknown_people_with_auto_enroll_off(tmp_path, capsys, tiny_model, scene
     statuses = [d["status"] for f in lines for d in f["detections"]]
     assert statuses == ["tentative", "unknown", "unknown", "unknown"]
     assert len(Gallery.load(gallery)) == 1  # not saved back, not changed
+
+
+def test_identities_come_only_from_tracks_with_enough_good_crops(tmp_path, capsys, tiny_model, scene, walker):
+    pytest.importorskip("trackers", reason="the default tracker, ByteTrack, needs the trackers package")
+    # person 1 walks along the left edge (every crop cut by it); person 2 is whole from frame 0
+    s = scene("edge", [walker(1, (0, 40), (1, 60)), walker(2, (150, 100), (200, 100))], frames=10)
+    log = tmp_path / "log.json"
+    status, stdout, err = run_cli(capsys, "--video", s.video, "--model", tiny_model, "--detector", f"boxes:{s.boxes}", "--log", log)
+    assert status == 0, err
+    data = json.loads(log.read_text())
+    by_x = {}
+    for f in data["frames"]:
+        for d in f["detections"]:
+            by_x.setdefault(d["box"][0] < 5, []).append(d["status"])
+    assert set(by_x[True]) == {"tentative"}  # the cut person never becomes an identity
+    # the whole person: no track in frame 0, pending for its first 4 good crops, enrolled at the 5th
+    assert by_x[False] == ["tentative"] * 5 + ["new"] + ["known"] * 4
+    assert data["summary"]["new_identities"] and len(data["summary"]["identities"]) == 1
 
 
 def test_hog_detector_path_on_a_generated_video(tmp_path, capsys, tiny_model, scene, walker, read_frames):
@@ -131,6 +153,26 @@ def test_real_videos_first_frames(tmp_path, capsys, tiny_model, videos, read_fra
     assert len(data["frames"]) == frames // 2
     assert data["meta"]["credit"] == "Intel IoT devkit sample videos, CC BY 4.0"
     assert "Intel IoT devkit sample videos, CC BY 4.0" in stdout
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_recommended_detector_and_bytetrack_follow_each_of_the_six_people_once(tmp_path, capsys, tiny_model, videos):
+    """The part of "6 identities on the one-by-one video" that does not depend on the re-ID weights:
+    six people walk in one after another, so exactly six tracks must reach a decision."""
+    pytest.importorskip("trackers", reason="ByteTrack needs the trackers package")
+    model = REPO_ROOT.parent / "shared" / "models" / "detectors" / "yolox_nano_416.onnx"
+    if not model.is_file():
+        pytest.skip(f"the YOLOX-Nano detector is not at {model}")
+    log = tmp_path / "log.csv"
+    status, stdout, err = run_cli(
+        capsys, "--video", videos / "one-by-one-person-detection.mp4", "--model", tiny_model, "--detector", f"yolox:{model}",
+        "--every", 2, "--log", log,
+    )
+    assert status == 0, err
+    rows = list(csv.DictReader(log.open()))
+    decided = {r["track_id"] for r in rows if r["status"] in ("new", "known")}
+    assert len(decided) == 6, sorted(decided)
 
 
 # -- errors: one line, non-zero, no traceback, no outputs ----------------------------------------------
