@@ -126,7 +126,7 @@ def read_crop(path: Path) -> np.ndarray:
     try:
         return read_image(path)  # bytes through imdecode: any file name, no OpenCV crash
     except ImageReadError as exc:
-        raise CropFolderError(f"{exc} (corrupt, or not an image despite its name)") from None
+        raise CropFolderError(str(exc)) from None
 
 
 def spread(n: int, k: int | None) -> list[int]:

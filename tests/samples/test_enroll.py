@@ -109,7 +109,7 @@ def test_spread(n, k, expected):
         ({"a.jpg": "img", "bob/b.jpg": "img"}, ["mixes images"]),
         ({"portrait.jpg": "img"}, ["portrait.jpg", "Market-1501 naming"]),
         ({"-1_c1s1_0.jpg": "img"}, ["junk/distractors"]),
-        ({"alice/broken.jpg": b"\xff\xd8 not really a jpeg"}, ["broken.jpg", "cannot be read"]),
+        ({"alice/broken.jpg": b"\xff\xd8 not really a jpeg"}, ["broken.jpg", "could not be decoded as an image"]),
     ],
 )
 def test_bad_crop_folders(tmp_path, capsys, tiny_model, figure, layout, fragments):
