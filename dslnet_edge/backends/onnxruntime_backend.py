@@ -114,6 +114,8 @@ class OnnxRuntimeBackend(Backend):
         intra_op_threads: threads inside one operator (ONNX Runtime's default: one per physical core).
         inter_op_threads: threads across operators (only used by the parallel execution mode).
         max_batch: largest batch per ``run`` call (None: no limit, except a fixed batch in the graph).
+        spec: the input contract of a model whose file carries none (a foreign ONNX such as an
+            OMZ peer); None: read it from the metadata (an error when absent).
     """
 
     name = "onnxruntime"
@@ -134,7 +136,10 @@ class OnnxRuntimeBackend(Backend):
         intra_op_threads: int | None = None,
         inter_op_threads: int | None = None,
         max_batch: int | None = None,
+        spec: InputSpec | None = None,
     ):
+        if spec is not None and not isinstance(spec, InputSpec):
+            raise TypeError(f"spec must be an InputSpec, got {type(spec).__name__}")
         self.path = _existing_file(path, what="ONNX model")
         self.source = str(self.path)
         ort = _import_onnxruntime()
@@ -152,7 +157,7 @@ class OnnxRuntimeBackend(Backend):
         self.providers = list(self._session.get_providers())
         if self.providers != [_CPU]:
             self.preferred_batch = None
-        self.spec = spec_from_metadata(self._session.get_modelmeta().custom_metadata_map, source=self.source)
+        self.spec = spec or spec_from_metadata(self._session.get_modelmeta().custom_metadata_map, source=self.source)
         self._input, self._output, self._input_dtype, fixed_batch = self._check_graph()
         self._fixed_batch = fixed_batch
         self.max_batch = _combine_max_batch(max_batch, fixed_batch)
