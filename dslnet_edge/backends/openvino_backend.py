@@ -244,8 +244,10 @@ class OpenVinoBackend(Backend):
     # -- running -------------------------------------------------------------------------------
     def _run(self, compiled, batch: np.ndarray) -> np.ndarray:
         request = compiled.create_infer_request() if compiled is not self._compiled else self._request()
-        feed = batch if self._input_type == np.float32 else np.clip(np.rint(batch), 0, 255).astype(self._input_type) \
-            if self._input_type == np.uint8 else batch.astype(self._input_type)
+        if self._input_type == np.uint8:  # an IR taking u8 pixels
+            feed = np.clip(np.rint(batch), 0, 255).astype(np.uint8)
+        else:
+            feed = batch.astype(self._input_type, copy=False)
         if self._fixed_batch is None:
             return np.array(request.infer({0: feed})[0])
         step, parts = self._fixed_batch, []
