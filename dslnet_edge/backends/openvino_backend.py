@@ -235,7 +235,7 @@ class OpenVinoBackend(Backend):
                                 "load the calibration's Q/DQ .onnx, or pass check=False")
         from dslnet_edge.backends.onnxruntime_backend import OnnxRuntimeBackend
 
-        ort = OnnxRuntimeBackend(self.path, device="cpu")
+        ort = OnnxRuntimeBackend(self.path, device="cpu", spec=self.spec)
         try:
             return ort.infer(batch), "ONNX Runtime's run of the same Q/DQ graph (the one calibration's gate judged)"
         finally:
