@@ -2,7 +2,7 @@
 
 ::
 
-    engine = dslnet_edge.Engine()                    # bundled demo ONNX, ONNX Runtime on the CPU
+    engine = dslnet_edge.Engine()                    # bundled demo ONNX on the CPU (OpenVINO, else ONNX Runtime)
     engine = dslnet_edge.Engine("model.engine")      # TensorRT (sidecar model.engine.json beside it)
     engine = dslnet_edge.Engine("model.onnx", device="cuda")
     features = engine.embed(crops)                   # float32 [N, D], unit rows
@@ -30,8 +30,9 @@ from dslnet_edge.spec import InputSpec
 
 __all__ = ["Engine", "EmbeddingError", "DEFAULT_CHUNK"]
 
-#: Batch size used when the backend sets no limit: bounds the memory of one preprocessed
-#: chunk (64 x 3 x 256 x 128 float32 = 25 MB) however many crops a call brings.
+#: Batch size used when the backend sets no limit and names no ``preferred_batch`` (the batch
+#: its measurements favour): bounds the memory of one preprocessed chunk (64 x 3 x 256 x 128
+#: float32 = 25 MB) however many crops a call brings.
 DEFAULT_CHUNK = 64
 
 
@@ -43,13 +44,16 @@ class Engine:
     """A loaded DSLNet on one backend.
 
     Args:
-        path: ``.onnx`` (ONNX Runtime), ``.engine``/``.plan`` (TensorRT) or ``.pt`` (PyTorch).
+        path: ``.onnx`` (on the CPU OpenVINO when installed, else ONNX Runtime; see
+            :func:`~dslnet_edge.backends.backend_for_path`), ``.xml`` (OpenVINO IR),
+            ``.engine``/``.plan`` (TensorRT) or ``.pt`` (PyTorch).
             None: the bundled demo ONNX ``dslnet_edge/weights/dslnet_cuhk03.onnx`` on the CPU.
-        backend: a backend name (``"onnxruntime"``, ``"tensorrt"``, ``"torch"``) overriding the
-            suffix, or a ready :class:`~dslnet_edge.backends.Backend` instance (then ``path`` is None).
+        backend: a backend name (``"openvino"``, ``"onnxruntime"``, ``"tensorrt"``, ``"torch"``)
+            overriding the suffix, or a ready :class:`~dslnet_edge.backends.Backend` instance (then ``path`` is None).
         device: ``"cpu"``, ``"cuda"``/``"cuda:N"`` (``"tensorrt[:N]"``: ONNX Runtime's TensorRT
             provider). TensorRT engines default to ``"cuda"``.
-        max_batch: largest batch per backend call; capped by the engine's own profile.
+        max_batch: largest batch per backend call; capped by the engine's own profile. None: the
+            backend's measured ``preferred_batch`` (else 64).
         **backend_options: passed to the backend (``providers=``, ``intra_op_threads=``, ...).
     """
 
@@ -74,7 +78,9 @@ class Engine:
             if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
                 raise ValueError(f"max_batch must be a positive integer or None, got {max_batch!r}")
             limit = max_batch if limit is None else min(limit, max_batch)
-        self.max_batch = limit or DEFAULT_CHUNK
+        if limit is None:
+            limit = getattr(self._backend, "preferred_batch", None) or DEFAULT_CHUNK
+        self.max_batch = limit
         # Backends that reuse buffers (TensorRT) must not run two calls at once.
         self._lock = contextlib.nullcontext() if self._backend.thread_safe else threading.Lock()
         self._closed = False
@@ -152,9 +158,8 @@ def _build_backend(path, backend: str | None, device: str | None, max_batch: int
         from dslnet_edge.weights import demo_weights
 
         path = demo_weights("onnx")  # FileNotFoundError naming the missing file
-        backend = backend or "onnxruntime"
     path = path if "://" in str(path) else Path(path)  # a server URL (grpc://host:port/model) stays a string
-    name = backend or backend_for_path(path)
+    name = backend or backend_for_path(path, device, options)
     cls = backend_class(name)
     if device is not None:
         options["device"] = device

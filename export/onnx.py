@@ -48,6 +48,7 @@ __all__ = [
     "load_onnx",
     "spec_from_onnx",
     "set_input_spec",
+    "drop_unused_initializers",
     "ExportError",
 ]
 
@@ -124,6 +125,7 @@ def onnx_model_from_torch(
         model.train(was_training)
     proto = onnx.load_model_from_string(buffer.getvalue())
     _bypass_initializer_identities(proto.graph)
+    drop_unused_initializers(proto.graph)
     _fix_io_shapes(proto, spec, dynamic_batch=dynamic_batch)
     set_input_spec(proto, spec)
     proto.producer_name = PRODUCER
@@ -194,9 +196,41 @@ def spec_from_onnx(source: str | os.PathLike | onnx.ModelProto) -> InputSpec:
         raise ExportError(str(exc)) from None
 
 
+def drop_unused_initializers(graph: onnx.GraphProto) -> list[str]:
+    """Remove the initializers no node reads (and their graph-input entries); return their names.
+
+    A traced module can leave weights the eval-mode forward never touches (an identity
+    ``classifier.weight``, BatchNorm ``*.num_batches_tracked`` counters): they bloat the file and
+    make ONNX Runtime print one warning per tensor on every load. Names read inside subgraphs
+    (``If``/``Loop`` bodies) and the graph outputs count as used. A pure cleanup: the outputs
+    stay bit-identical.
+    """
+    used = {o.name for o in graph.output}
+    _collect_inputs(graph, used)
+    unused = [i.name for i in graph.initializer if i.name not in used]
+    if unused:
+        dropped = set(unused)
+        kept = [i for i in graph.initializer if i.name not in dropped]
+        del graph.initializer[:]
+        graph.initializer.extend(kept)
+        inputs = [i for i in graph.input if i.name not in dropped]
+        del graph.input[:]
+        graph.input.extend(inputs)
+    return unused
+
+
 # ---------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------
+def _collect_inputs(graph: onnx.GraphProto, used: set[str]) -> None:
+    for node in graph.node:
+        used.update(node.input)
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                _collect_inputs(sub, used)
+                used.update(o.name for o in sub.output)
+
+
 def _bypass_initializer_identities(graph: onnx.GraphProto) -> None:
     """Drop the tracer's ``Identity(initializer)`` nodes; their consumers read the initializer itself.
 

@@ -37,6 +37,9 @@ Provider = str | tuple[str, Mapping[str, Any]]
 _CPU = "CPUExecutionProvider"
 _CUDA = "CUDAExecutionProvider"
 _TRT = "TensorrtExecutionProvider"
+#: ONNX Runtime log severity for our sessions: errors only. Its warnings on load (e.g. one line per
+#: unused initializer, ~90 for a foreign export) would bury the one-line error or the result.
+_QUIET = 3
 
 
 def spec_from_metadata(metadata: Mapping[str, str], *, source: str) -> InputSpec:
@@ -76,6 +79,7 @@ def read_onnx_spec(path: str | os.PathLike) -> InputSpec:
 def _read_spec_with_onnxruntime(path: Path) -> InputSpec:
     ort = _import_onnxruntime()
     options = ort.SessionOptions()
+    options.log_severity_level = _QUIET
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = _create_session(ort, path, options, [_CPU])
     return spec_from_metadata(session.get_modelmeta().custom_metadata_map, source=str(path))
@@ -110,10 +114,18 @@ class OnnxRuntimeBackend(Backend):
         intra_op_threads: threads inside one operator (ONNX Runtime's default: one per physical core).
         inter_op_threads: threads across operators (only used by the parallel execution mode).
         max_batch: largest batch per ``run`` call (None: no limit, except a fixed batch in the graph).
+        spec: the input contract of a model whose file carries none (a foreign ONNX such as an
+            OMZ peer); None: read it from the metadata (an error when absent).
     """
 
     name = "onnxruntime"
     thread_safe = True  # InferenceSession.run may be called from several threads
+
+    #: Engine's default batch (issue 14): on the 2-core AVX-512 EPYC, CPU FP32 with the demo ONNX
+    #: ran 150/143/124 crops/s at batch 1/8/32 (issue 11) and 134/126/92 at 1/16/64 through
+    #: Engine.embed (issue 14): larger batches are slower on this CPU. 8 stays within 5% of the
+    #: best while keeping calls few. GPU providers keep Engine's DEFAULT_CHUNK (set in __init__).
+    preferred_batch: int | None = 8
 
     def __init__(
         self,
@@ -124,13 +136,17 @@ class OnnxRuntimeBackend(Backend):
         intra_op_threads: int | None = None,
         inter_op_threads: int | None = None,
         max_batch: int | None = None,
+        spec: InputSpec | None = None,
     ):
+        if spec is not None and not isinstance(spec, InputSpec):
+            raise TypeError(f"spec must be an InputSpec, got {type(spec).__name__}")
         self.path = _existing_file(path, what="ONNX model")
         self.source = str(self.path)
         ort = _import_onnxruntime()
         requested = list(providers) if providers is not None else providers_for_device(device)
         _check_providers_available(ort, requested, source=self.source)
         options = ort.SessionOptions()
+        options.log_severity_level = _QUIET
         for attr, value in (("intra_op_num_threads", intra_op_threads), ("inter_op_num_threads", inter_op_threads)):
             if value is not None:
                 if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -139,7 +155,9 @@ class OnnxRuntimeBackend(Backend):
         self._session = _create_session(ort, self.path, options, requested)
         _check_providers_used(self._session, requested, source=self.source)
         self.providers = list(self._session.get_providers())
-        self.spec = spec_from_metadata(self._session.get_modelmeta().custom_metadata_map, source=self.source)
+        if self.providers != [_CPU]:
+            self.preferred_batch = None
+        self.spec = spec or spec_from_metadata(self._session.get_modelmeta().custom_metadata_map, source=self.source)
         self._input, self._output, self._input_dtype, fixed_batch = self._check_graph()
         self._fixed_batch = fixed_batch
         self.max_batch = _combine_max_batch(max_batch, fixed_batch)

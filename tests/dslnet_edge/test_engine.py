@@ -1,6 +1,7 @@
 """Engine: backend choice, sub-batching, normalization, bad inputs (incl. property-based), threads.
 
-Runs real ONNX Runtime sessions on tiny real ONNX files (``testutils.tiny_embedding_onnx``).
+Runs real ONNX Runtime sessions (and OpenVINO, the CPU default for ``.onnx`` when installed) on
+tiny real ONNX files (``testutils.tiny_embedding_onnx``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from testutils import random_crops, tiny_embedding_onnx
 
 from dslnet_edge.backends import ArtifactNotFoundError, backend_for_path
 from dslnet_edge.backends.onnxruntime_backend import OnnxRuntimeBackend
+from dslnet_edge.backends.openvino_backend import openvino_available
 from dslnet_edge.engine import DEFAULT_CHUNK, EmbeddingError, Engine
 from dslnet_edge.preprocessing import preprocess
 from dslnet_edge.spec import InputSpec
@@ -44,11 +46,15 @@ class RecordingBackend(OnnxRuntimeBackend):
 
 
 # -- choosing the backend ----------------------------------------------------------------------
+_CPU_ONNX = "openvino" if openvino_available() else "onnxruntime"
+
+
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
-        ("m.onnx", "onnxruntime"),
-        ("m.ONNX", "onnxruntime"),
+        ("m.onnx", _CPU_ONNX),
+        ("m.ONNX", _CPU_ONNX),
+        ("m.xml", "openvino"),
         ("m.engine", "tensorrt"),
         ("m.plan", "tensorrt"),
         ("m.pt", "torch"),
@@ -65,10 +71,27 @@ def test_backend_is_chosen_by_suffix(name, expected):
         assert backend_for_path(name) == expected
 
 
+@pytest.mark.parametrize(
+    ("device", "options", "expected"),
+    [
+        (None, {}, _CPU_ONNX),
+        ("cpu", {"intra_op_threads": 1}, _CPU_ONNX),
+        ("CPU", {}, _CPU_ONNX),
+        ("cuda", {}, "onnxruntime"),
+        ("cuda:1", {}, "onnxruntime"),
+        ("tensorrt", {}, "onnxruntime"),
+        (None, {"providers": ["CPUExecutionProvider"]}, "onnxruntime"),
+        ("cpu", {"inter_op_threads": 1}, "onnxruntime"),
+    ],
+)
+def test_onnx_backend_depends_on_device_and_options(device, options, expected):
+    assert backend_for_path("m.onnx", device, options) == expected
+
+
 def test_default_engine_names_the_missing_demo_weights():
     if DEMO_ONNX.exists():
         with Engine() as engine:
-            assert engine.backend.name == "onnxruntime" and engine.backend.providers == ["CPUExecutionProvider"]
+            assert engine.backend.name == _CPU_ONNX
         return
     with pytest.raises(FileNotFoundError, match=r"dslnet_cuhk03\.onnx are not there"):
         Engine()
@@ -120,13 +143,19 @@ def test_large_batches_are_split_small_ones_are_not_padded(model_path, rng):
     backend.batch_sizes.clear()
     engine.embed(crops[:3])
     assert backend.batch_sizes == [3]
-    np.testing.assert_allclose(split, Engine(model_path).embed(crops), atol=1e-6)
+    np.testing.assert_allclose(split, Engine(model_path, backend="onnxruntime").embed(crops), atol=1e-6)
 
 
-def test_engine_max_batch_caps_the_backend_and_defaults_to_a_chunk(model_path, rng):
-    assert Engine(model_path).max_batch == DEFAULT_CHUNK
+def test_engine_max_batch_caps_the_backend_and_defaults_to_the_preferred_batch(model_path, rng):
+    engine = Engine(model_path)
+    assert engine.max_batch == type(engine.backend).preferred_batch == 8  # measured per backend (issue 14)
     assert Engine(model_path, max_batch=3).max_batch == 3
+    assert Engine(model_path, max_batch=100).max_batch == 100  # the caller's choice beats the preference
     backend = RecordingBackend(model_path)
+    Engine(backend=backend).embed(random_crops(rng, 19, max_hw=(40, 20)))
+    assert backend.batch_sizes == [8, 8, 3]
+    backend = RecordingBackend(model_path)
+    backend.preferred_batch = None  # a backend without a measured preference: one bounded chunk
     Engine(backend=backend).embed(random_crops(rng, DEFAULT_CHUNK + 1, max_hw=(40, 20)))
     assert backend.batch_sizes == [DEFAULT_CHUNK, 1]
     with pytest.raises(ValueError, match="max_batch must be a positive integer"):
@@ -140,8 +169,8 @@ def test_nhwc_array_input(model_path, rng):
 
 
 def test_unnormalized_model_output_is_normalized(tmp_path, rng):
-    raw = Engine(tiny_embedding_onnx(tmp_path / "raw.onnx", SPEC, normalize=False))
-    unit = Engine(tiny_embedding_onnx(tmp_path / "unit.onnx", SPEC, normalize=True))
+    raw = Engine(tiny_embedding_onnx(tmp_path / "raw.onnx", SPEC, normalize=False), backend="onnxruntime")
+    unit = Engine(tiny_embedding_onnx(tmp_path / "unit.onnx", SPEC, normalize=True), backend="onnxruntime")
     crops = random_crops(rng, 3)
     assert np.linalg.norm(raw.backend.infer(preprocess(crops, SPEC)), axis=1).max() > 2  # the model really is raw
     np.testing.assert_allclose(raw.embed(crops), unit.embed(crops), atol=1e-6)

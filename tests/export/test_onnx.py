@@ -11,6 +11,7 @@ from dslnet_edge.spec import SPEC_METADATA_KEY, InputSpec
 from export.onnx import (
     ExportError,
     ParityError,
+    drop_unused_initializers,
     export_onnx,
     load_onnx,
     onnx_model_from_torch,
@@ -41,6 +42,55 @@ def test_training_only_parts_are_not_exported(onnx_path):
     names = {i.name for i in onnx.load(onnx_path).graph.initializer}
     assert not [n for n in names if n.startswith(("classifier", "aux_"))]
     assert any(n.startswith("fc.") for n in names)  # the embedding head is there
+
+
+def _unused_initializers(proto: onnx.ModelProto) -> list[str]:
+    used = {name for node in proto.graph.node for name in node.input}
+    return [i.name for i in proto.graph.initializer if i.name not in used]
+
+
+def test_export_carries_no_unused_initializers_and_loads_quietly(onnx_path, capfd):
+    assert _unused_initializers(onnx.load(onnx_path)) == []
+    import onnxruntime as ort
+
+    capfd.readouterr()
+    ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])  # ORT's default log level: warnings
+    assert capfd.readouterr().err == ""
+
+
+def test_bundled_demo_onnx_carries_no_unused_initializers():
+    from dslnet_edge.weights import DEMO_ONNX
+
+    if not DEMO_ONNX.is_file():
+        pytest.skip(f"no bundled demo ONNX at {DEMO_ONNX}")
+    assert _unused_initializers(onnx.load(DEMO_ONNX)) == []
+
+
+def test_dropping_unused_initializers_is_a_pure_cleanup(onnx_path, tmp_path, capfd):
+    """What a foreign torch export carries (the OMZ 0267 ONNX: ~90 of them) is dropped; outputs stay bit-identical."""
+    import onnxruntime as ort
+    from onnx import helper, numpy_helper
+
+    proto = onnx.load(onnx_path)
+    extra = {"classifier.weight": np.ones((10, 512), np.float32),
+             "conv1.bn.num_batches_tracked": np.array(7, np.int64), "fc.1.num_batches_tracked": np.array(7, np.int64)}
+    for name, value in extra.items():
+        proto.graph.initializer.append(numpy_helper.from_array(value, name))
+    proto.graph.input.append(helper.make_tensor_value_info("classifier.weight", onnx.TensorProto.FLOAT, [10, 512]))
+    dirty = tmp_path / "dirty.onnx"
+    onnx.save(proto, dirty)
+    assert sorted(drop_unused_initializers(proto.graph)) == sorted(extra)
+    assert _unused_initializers(proto) == [] and [i.name for i in proto.graph.input] == ["images"]
+    assert drop_unused_initializers(proto.graph) == []  # idempotent
+    onnx.checker.check_model(proto)
+    clean = tmp_path / "clean.onnx"
+    onnx.save(proto, clean)
+    images = random_images(spec_from_onnx(proto), 3)
+    capfd.readouterr()
+    outputs = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"images": images})[0]
+               for p in (dirty, clean)]
+    assert "Removing initializer 'conv1.bn.num_batches_tracked'" in capfd.readouterr().err  # only the dirty one warns
+    np.testing.assert_array_equal(outputs[0], outputs[1])
 
 
 def test_metadata_round_trip(onnx_path, model):

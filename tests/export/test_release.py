@@ -33,7 +33,7 @@ def test_release_writes_three_files_that_agree(training_checkpoint, tmp_path, rn
     assert card["input_spec"]["height"] == 32 and set(card["sha256"]) == {"demo.pt", "demo.onnx"}
     # The ONNX is exported from the float16 checkpoint: both give the same embeddings.
     crops = random_crops(rng, 5)
-    with Engine(out["onnx"]) as onnx_engine, Engine(out["pt"]) as torch_engine:
+    with Engine(out["onnx"], backend="onnxruntime") as onnx_engine, Engine(out["pt"]) as torch_engine:  # FP32 vs FP32
         a, b = onnx_engine.embed(crops), torch_engine.embed(crops)
     assert np.min(np.sum(a * b, axis=1)) > 0.99999
 

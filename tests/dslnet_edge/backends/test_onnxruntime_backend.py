@@ -164,3 +164,34 @@ def test_close_and_context_manager(model_path, rng):
         backend.infer(_batch(rng, 1))
     assert backend._session is None
     backend.close()  # twice is harmless
+
+
+# -- quiet loads (issue 14: ~80 lines of ONNX Runtime warnings before the one-line error) ------
+def _with_unused_initializers(path, n=20, with_spec=True):
+    import onnx
+    from onnx import numpy_helper
+
+    tiny_embedding_onnx(path, SPEC, with_spec=with_spec)
+    proto = onnx.load(path)
+    for i in range(n):  # what a foreign torch export carries: BN counters, a classifier no node reads
+        proto.graph.initializer.append(numpy_helper.from_array(np.array(i, np.int64), f"bn{i}.num_batches_tracked"))
+    onnx.save(proto, path)
+    return path
+
+
+@pytest.mark.parametrize("with_spec", [True, False], ids=["loads", "refused"])
+def test_loading_prints_no_onnxruntime_warnings(tmp_path, capfd, with_spec):
+    path = _with_unused_initializers(tmp_path / "foreign.onnx", with_spec=with_spec)
+    if with_spec:
+        OnnxRuntimeBackend(path)
+        _read_spec_with_onnxruntime(path)
+    else:
+        with pytest.raises(ArtifactError, match="has no 'dslnet_edge.input_spec'"):
+            OnnxRuntimeBackend(path)
+    captured = capfd.readouterr()
+    assert "Removing initializer" not in captured.err + captured.out
+    assert captured.err.strip() == ""
+
+
+def test_cpu_sessions_prefer_a_small_batch_gpu_ones_do_not(model_path):
+    assert OnnxRuntimeBackend(model_path).preferred_batch == 8
