@@ -27,12 +27,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import onnx
 
 from dslnet_edge._io import atomic_write
 from dslnet_edge.spec import SPEC_METADATA_KEY, InputSpec
 from dslnet_edge.weights import DEMO_CHECKPOINT  # the demo weights the training run produces
+from export.contract import (  # the graph contract, re-exported here where users look for it
+    BATCH_DIM,
+    DEFAULT_OPSET,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    PRODUCER,
+    ExportError,
+    ParityError,
+    random_images,
+)
 
 if TYPE_CHECKING:  # torch is imported lazily: reading an ONNX spec must not need it
     from dslnet_edge.model import DSLNet
@@ -50,19 +59,9 @@ __all__ = [
     "set_input_spec",
     "drop_unused_initializers",
     "ExportError",
+    "ParityError",
+    "random_images",
 ]
-
-INPUT_NAME = "images"
-OUTPUT_NAME = "embeddings"
-BATCH_DIM = "N"
-#: Opset 17: the newest that TensorRT 10.3 (JetPack 6) parses fully and ONNX Runtime >= 1.17 runs.
-DEFAULT_OPSET = 17
-PRODUCER = "dslnet_edge.export"
-
-
-class ExportError(RuntimeError):
-    """Export could not produce a valid graph (or a graph failed its checks)."""
-
 
 def export_onnx(model: DSLNet, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET, dynamic_batch: bool = True) -> Path:
     """Write ``model``'s plain FP32 ONNX to ``path`` (atomically) and return the path.
@@ -83,13 +82,15 @@ def onnx_model_from_torch(
     *,
     opset: int = DEFAULT_OPSET,
     dynamic_batch: bool = True,
-    css_marker: bool = False,
+    tracing: contextlib.AbstractContextManager | None = None,
+    custom_opsets: dict[str, int] | None = None,
 ) -> onnx.ModelProto:
     """Trace ``model`` into a checked in-memory ONNX model with the contract's names, shapes and metadata.
 
-    ``css_marker=True`` exports every CSS module as one ``dslnet_edge::CSS`` marker node
-    (used by :mod:`export.plugin.graph` to build the plugin flavour); the default traces
-    the CSS maths into standard ONNX operators.
+    A flavour of the graph wraps this exporter: ``tracing`` is a context entered around the trace
+    (:func:`export.plugin.graph.css_marked` makes every CSS module one marker node there) and
+    ``custom_opsets`` names the domains of the non-standard ops it emits. A graph with custom
+    opsets is not given to ``onnx.checker`` (it cannot know those ops); the flavour checks it.
     """
     import torch
 
@@ -108,7 +109,7 @@ def onnx_model_from_torch(
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), _quiet_torchscript_exporter(), _css_marked(model, css_marker):
+        with torch.no_grad(), _quiet_torchscript_exporter(), tracing or contextlib.nullcontext():
             torch.onnx.export(
                 model,
                 (dummy,),
@@ -119,7 +120,7 @@ def onnx_model_from_torch(
                 output_names=[OUTPUT_NAME],
                 dynamic_axes={INPUT_NAME: {0: BATCH_DIM}, OUTPUT_NAME: {0: BATCH_DIM}} if dynamic_batch else None,
                 do_constant_folding=True,
-                custom_opsets={"dslnet_edge": 1} if css_marker else None,
+                custom_opsets=dict(custom_opsets) if custom_opsets else None,
             )
     finally:
         model.train(was_training)
@@ -133,7 +134,7 @@ def onnx_model_from_torch(
         f"DSLNet person re-identification embedding: {INPUT_NAME} float32 [N,3,{spec.height},{spec.width}] "
         f"{spec.channel_order} 0-255 -> {OUTPUT_NAME} float32 [N,{spec.feature_dim}] L2-normalized"
     )
-    if not css_marker:  # the marker graph holds a non-standard op: the checker cannot know it
+    if not custom_opsets:  # a marked graph holds non-standard ops: the checker cannot know them
         check_onnx(proto)
     return proto
 
@@ -284,30 +285,9 @@ def _quiet_torchscript_exporter() -> Iterator[None]:
         yield
 
 
-@contextlib.contextmanager
-def _css_marked(model: DSLNet, enabled: bool) -> Iterator[None]:
-    if not enabled:
-        yield
-        return
-    from export.plugin.graph import css_marked
-
-    with css_marked(model):
-        yield
-
-
-def random_images(spec: InputSpec, batch: int, *, seed: int = 0) -> np.ndarray:
-    """``batch`` random 0-255 float32 images in the model's input layout (for parity checks)."""
-    rng = np.random.default_rng(seed)
-    return rng.uniform(0.0, 255.0, size=(batch, *spec.input_shape)).astype(np.float32)
-
-
 # ---------------------------------------------------------------------------------------------
 # checkpoint -> checked ONNX, and the CLI
 # ---------------------------------------------------------------------------------------------
-
-
-class ParityError(ExportError):
-    """An exported graph disagrees with its reference beyond the tolerances."""
 
 
 @dataclasses.dataclass(frozen=True)

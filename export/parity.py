@@ -19,7 +19,7 @@ import onnx
 from dslnet_edge.comparison import ComparisonResult, Tolerances, compare
 from dslnet_edge.images import IMAGE_SUFFIXES, is_image_file, read_image
 from dslnet_edge.spec import InputSpec
-from export.onnx import OUTPUT_NAME, random_images
+from export.contract import OUTPUT_NAME, random_images
 
 if TYPE_CHECKING:
     from dslnet_edge.model import DSLNet

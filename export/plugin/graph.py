@@ -48,7 +48,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnx
 
-from export.onnx import DEFAULT_OPSET, ExportError, check_onnx, onnx_model_from_torch, save_onnx
+from export.contract import DEFAULT_OPSET, ExportError
+from export.onnx import check_onnx, onnx_model_from_torch, save_onnx
 from export.plugin import NUM_STREAMS, PLUGIN_DOMAIN, PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
 
 if TYPE_CHECKING:
@@ -139,7 +140,9 @@ def plugin_model_from_torch(
             f"this model has no CSS modules (attention={model.config.attention!r}); "
             "there is nothing for the CSS plugin to fuse (use --css-plugin off)"
         )
-    marked = onnx_model_from_torch(model, opset=opset, dynamic_batch=dynamic_batch, css_marker=True)
+    marked = onnx_model_from_torch(
+        model, opset=opset, dynamic_batch=dynamic_batch, tracing=css_marked(model), custom_opsets={MARKER_DOMAIN: 1}
+    )
     return to_plugin_graph(marked, aot=aot, expected=expected)
 
 
