@@ -16,12 +16,9 @@ import dataclasses
 from pathlib import Path
 
 from calibration.errors import GateFailure
-from dslnet_edge._cli import parse_args_or_status, report_error
+from dslnet_edge._cli import EXPECTED_ERRORS, parse_args_or_status, report_error
 
 GATE_FAILED = 3
-#: Errors a user can cause: bad paths/files/values (CalibrationError and ArtifactError are
-#: ValueErrors), ONNX Runtime failures (RuntimeError), a missing optional package.
-_EXPECTED = (ValueError, OSError, RuntimeError, ImportError, KeyError)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         if exc.result is not None:
             print(exc.result.format())
         return report_error(exc, status=GATE_FAILED)
-    except _EXPECTED as exc:
+    except EXPECTED_ERRORS as exc:
         return report_error(exc)
     return 0
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from dslnet_edge.errors import DslnetError
+
 __all__ = ["CalibrationError", "GateFailure"]
 
 
-class CalibrationError(ValueError):
+class CalibrationError(DslnetError, ValueError):
     """Bad calibration input: a missing or empty folder, an unreadable image, an unusable ONNX."""
 
 
-class GateFailure(RuntimeError):
+class GateFailure(DslnetError, RuntimeError):
     """The INT8 model lost more accuracy than the gate allows; carries the :class:`~calibration.gate.GateResult`."""
 
     def __init__(self, message: str, result=None):

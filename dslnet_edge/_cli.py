@@ -1,15 +1,27 @@
-"""What every command line of the project shares: ONE line on stderr and a status, never a traceback.
+"""What every command line of the project shares: ONE line on stderr and a status for what a user
+can cause; a traceback for a bug.
 
-Used by ``python -m dslnet_edge.threshold`` and by the ``export``, ``calibration`` and ``samples``
-CLIs (they all import ``dslnet_edge``, so the helper lives here, once).
+Used by every CLI of ``dslnet_edge``, ``train``, ``export``, ``calibration`` and ``samples`` (they
+all import ``dslnet_edge``, so the helpers live here, once).
 """
 
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 
-__all__ = ["parse_args_or_status", "one_line", "report_error"]
+from dslnet_edge.errors import DslnetError
+
+__all__ = ["EXPECTED_ERRORS", "parse_args_or_status", "one_line", "report_error"]
+
+#: What a user can cause, and so what a CLI reports in one line: the project's own errors
+#: (:class:`~dslnet_edge.errors.DslnetError`), files and folders the system refuses (``OSError``:
+#: missing, unreadable, a full disk), a gallery file SQLite cannot use (``sqlite3.Error``), and
+#: ``ValueError``: the validated dataclasses (``InputSpec``, every CLI's config) refuse a bad value
+#: with a plain ``ValueError`` naming it, by design. Anything else (``TypeError``, ``KeyError``,
+#: ``AttributeError``, a bare ``RuntimeError``...) is a bug: it is not caught and shows its traceback.
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (DslnetError, ValueError, OSError, sqlite3.Error)
 
 
 class _ArgError(Exception):

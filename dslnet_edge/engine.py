@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from dslnet_edge.backends import Backend, backend_class, backend_for_path
+from dslnet_edge.errors import DslnetError
 from dslnet_edge.preprocessing import preprocess, validate_crop
 from dslnet_edge.spec import InputSpec
 
@@ -36,7 +37,7 @@ __all__ = ["Engine", "EmbeddingError", "DEFAULT_CHUNK"]
 DEFAULT_CHUNK = 64
 
 
-class EmbeddingError(ValueError):
+class EmbeddingError(DslnetError, ValueError):
     """The model returned embeddings that cannot be used (NaN/inf, or all zeros)."""
 
 

@@ -57,6 +57,7 @@ import numpy as np
 
 from dslnet_edge._checks import timestamp_seconds
 from dslnet_edge._io import atomic_write
+from dslnet_edge.errors import DslnetError
 
 __all__ = ["Gallery", "GalleryStore", "GalleryError", "GalleryFileError", "IdentityInfo", "GALLERY_FORMAT", "GALLERY_VERSION"]
 
@@ -76,7 +77,7 @@ MAX_CAPACITY = 100_000_000
 SEARCH_BLOCK_ELEMENTS = 16 * 1024 * 1024
 
 
-class GalleryError(ValueError):
+class GalleryError(DslnetError, ValueError):
     """Invalid use of a gallery: bad features, an unknown identity, a feature size that does not match."""
 
 

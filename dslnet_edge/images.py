@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dslnet_edge.errors import DslnetError
+
 __all__ = ["IMAGE_SUFFIXES", "MARKET_NAME", "ImageReadError", "is_image_file", "parse_market_name", "read_image"]
 
 #: File suffixes (lower case) taken as images; OpenCV decodes all of them.
@@ -25,7 +27,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 MARKET_NAME = re.compile(r"^(-?\d+)_c(\d+)")
 
 
-class ImageReadError(ValueError):
+class ImageReadError(DslnetError, ValueError):
     """An image file that cannot be read (missing, unreadable) or decoded (empty, truncated, not an image)."""
 
 

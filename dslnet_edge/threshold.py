@@ -372,7 +372,7 @@ def _parse_args(argv: Sequence[str] | None) -> tuple[CalibrationConfig, bool] | 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from dslnet_edge._cli import report_error
+    from dslnet_edge._cli import EXPECTED_ERRORS, report_error
 
     try:
         parsed = _parse_args(argv)
@@ -380,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return parsed
         config, as_json = parsed
         result = calibrate_from_folders(config)
-    except (ValueError, OSError, RuntimeError) as exc:  # expected failures: one line, no traceback
+    except EXPECTED_ERRORS as exc:  # what a user can cause: one line, no traceback
         return report_error(exc)
     print(json.dumps(result.to_dict(), indent=2) if as_json else result.summary())
     return 0

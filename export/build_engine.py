@@ -33,6 +33,7 @@ import numpy as np
 
 from dslnet_edge._io import atomic_write, file_sha256
 from dslnet_edge.backends.tensorrt_sidecar import EnginePlugin, EngineSidecar, write_engine_sidecar
+from dslnet_edge.errors import DslnetError
 from dslnet_edge.spec import InputSpec
 from export.onnx import (
     DEMO_CHECKPOINT,
@@ -67,7 +68,7 @@ PRECISIONS = ("fp32", "fp16", "int8")
 PLUGIN_MODES = ("auto", "on", "off")
 
 
-class MissingBuildTarget(RuntimeError):
+class MissingBuildTarget(DslnetError, RuntimeError):
     """No TensorRT or no GPU here: everything up to the engine is ready (exit status 2)."""
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from dslnet_edge.errors import DslnetError
 from dslnet_edge.spec import InputSpec
 
 __all__ = [
@@ -31,7 +32,7 @@ DEFAULT_OPSET = 17
 PRODUCER = "dslnet_edge.export"
 
 
-class ExportError(RuntimeError):
+class ExportError(DslnetError, RuntimeError):
     """Export could not produce a valid graph (or a graph failed its checks)."""
 
 

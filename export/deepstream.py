@@ -43,6 +43,7 @@ import os
 import shutil
 from pathlib import Path
 
+from dslnet_edge.errors import DslnetError
 from dslnet_edge.spec import InputSpec
 from export.engine_facts import EngineFacts, engine_facts
 
@@ -57,7 +58,7 @@ _COLOR_FORMAT = {"RGB": 0, "BGR": 1}
 _SCALING_FILTER = {"nearest": 0, "linear": 1, "cubic": 2, "area": 3}
 
 
-class DeepStreamError(ValueError):
+class DeepStreamError(DslnetError, ValueError):
     """The engine cannot be handed to DeepStream as asked."""
 
 

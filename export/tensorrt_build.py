@@ -27,13 +27,14 @@ import os
 from pathlib import Path
 
 from dslnet_edge._io import atomic_write_bytes
+from dslnet_edge.errors import DslnetError
 from dslnet_edge.spec import InputSpec
 from export.onnx import INPUT_NAME
 
 __all__ = ["BuildError", "Profile", "GpuInfo", "gpu_info", "build_engine_bytes"]
 
 
-class BuildError(RuntimeError):
+class BuildError(DslnetError, RuntimeError):
     """TensorRT could not parse or build the network."""
 
 

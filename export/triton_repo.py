@@ -43,6 +43,7 @@ import shutil
 from pathlib import Path
 
 from dslnet_edge.backends.triton_client_backend import SPEC_PARAMETER
+from dslnet_edge.errors import DslnetError
 from dslnet_edge.spec import InputSpec
 from export.engine_facts import engine_facts
 
@@ -57,7 +58,7 @@ PYTHON_MODEL_SOURCE = Path(__file__).with_name("triton_python_model.py")
 _DEFAULT_ONNX_MAX_BATCH = 32
 
 
-class TritonRepoError(ValueError):
+class TritonRepoError(DslnetError, ValueError):
     """The model repository cannot be written as asked (bad input artefact, existing non-repository output)."""
 
 

@@ -5,18 +5,10 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 
-from dslnet_edge._cli import one_line, parse_args_or_status, report_error
+from dslnet_edge._cli import EXPECTED_ERRORS, one_line, parse_args_or_status, report_error
 
 __all__ = ["EXPECTED_ERRORS", "parse_args_or_status", "report_error", "one_line", "quiet_native_logs"]
-
-#: Errors a user can cause: bad paths and files (OSError, ValueError and the project's errors that
-#: subclass them: GalleryError, ArtifactError, DetectorError, VideoError), a model the backend
-#: refuses (RuntimeError: BackendError, ONNX Runtime failures), a missing optional package, and a
-#: gallery file SQLite cannot write (sqlite3.Error: a full disk is "database or disk is full" / "disk I/O error").
-EXPECTED_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, RuntimeError, ImportError, KeyError,
-                                                    sqlite3.Error)
 
 
 def quiet_native_logs() -> None:

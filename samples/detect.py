@@ -35,6 +35,8 @@ from typing import NamedTuple, Protocol, runtime_checkable
 import cv2
 import numpy as np
 
+from dslnet_edge.errors import DslnetError
+
 __all__ = [
     "Box",
     "Detector",
@@ -55,7 +57,7 @@ _HOG_PERSON_HEIGHT = 96
 MIN_BOX_WIDTH, MIN_BOX_HEIGHT = 4, 8
 
 
-class DetectorError(ValueError):
+class DetectorError(DslnetError, ValueError):
     """A detector cannot be built or used (missing OpenCV feature, bad boxes file, bad box)."""
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dslnet_edge.errors import DslnetError
 from dslnet_edge.images import IMAGE_SUFFIXES, MARKET_NAME, ImageReadError, read_image
 from samples._cli import EXPECTED_ERRORS, parse_args_or_status, quiet_native_logs, report_error
 from samples._common import _same_file, check_gallery_destination, check_outputs_are_not_inputs, positive_int
@@ -36,7 +37,7 @@ __all__ = ["EnrollConfig", "EnrollResult", "CropSet", "discover_crops", "run_enr
 _MARKET_SKIPPED = ("-1", "0000")
 
 
-class CropFolderError(ValueError):
+class CropFolderError(DslnetError, ValueError):
     """A crops folder that cannot be enrolled (missing, empty, unknown layout, unreadable image)."""
 
 

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from dslnet_edge._io import atomic_write
+from dslnet_edge.errors import DslnetError
 
 __all__ = [
     "VideoError",
@@ -41,7 +42,7 @@ __all__ = [
 VIDEO_SUFFIXES = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}
 
 
-class VideoError(ValueError):
+class VideoError(DslnetError, ValueError):
     """A video that cannot be opened, decoded or written."""
 
 

@@ -35,6 +35,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from dslnet_edge.errors import DslnetError
 from train.distill import DistillConfig
 from train.losses import LossConfig
 from train.transforms import AugmentConfig
@@ -58,7 +59,7 @@ __all__ = [
 ]
 
 
-class ConfigError(ValueError):
+class ConfigError(DslnetError, ValueError):
     """A bad configuration key or value (the message names the key)."""
 
 

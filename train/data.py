@@ -35,6 +35,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from dslnet_edge.errors import DslnetError
 from dslnet_edge.images import IMAGE_SUFFIXES, ImageReadError, read_image
 from dslnet_edge.images import parse_market_name as _market_name
 from dslnet_edge.preprocessing import resize_crop
@@ -61,7 +62,7 @@ __all__ = [
 IMAGE_EXTENSIONS = IMAGE_SUFFIXES  # the one list (dslnet_edge.images)
 
 
-class DatasetError(ValueError):
+class DatasetError(DslnetError, ValueError):
     """A dataset folder that does not have the expected layout (the message says what was expected)."""
 
 

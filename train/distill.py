@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dslnet_edge.errors import DslnetError
 from dslnet_edge.preprocessing import preprocess
 from dslnet_edge.spec import InputSpec
 
@@ -51,7 +52,7 @@ __all__ = [
 ]
 
 
-class TeacherError(ValueError):
+class TeacherError(DslnetError, ValueError):
     """A teacher model that cannot be used (missing file, unknown format, wrong output)."""
 
 

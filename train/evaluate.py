@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dslnet_edge._cli import parse_args_or_status
+from dslnet_edge._cli import EXPECTED_ERRORS, parse_args_or_status, report_error
 from dslnet_edge._io import atomic_write_bytes, atomic_write_text
 from dslnet_edge.metrics import RankResult, cosine_distance, evaluate_rank
 from dslnet_edge.preprocessing import preprocess
@@ -411,15 +411,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args_or_status(parser, argv)
     if isinstance(args, int):  # a bad argument (one line printed) or --help
         return args
-    from dslnet_edge.model.checkpoint import CheckpointError
 
     try:
         cfg = EvalConfig(args.model, args.data_root, args.dataset, args.output, args.rerank, args.batch_size,
                          args.threads, args.max_images, not args.no_plots)
         report = run_evaluation(cfg)
-    except (CheckpointError, DatasetError, FileNotFoundError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except EXPECTED_ERRORS as exc:  # the project's errors (ConfigError, DatasetError, ...), bad values, files
+        return report_error(exc, status=2)
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -31,6 +31,7 @@ import torch.distributed as dist
 from torch import nn
 
 from dslnet_edge._io import atomic_write_text
+from dslnet_edge.errors import DslnetError
 from dslnet_edge.model import DSLNet, build_variant
 from dslnet_edge.model.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
 from dslnet_edge.spec import InputSpec
@@ -41,10 +42,14 @@ from train.losses import ReidLoss
 from train.sampler import PKSampler
 from train.transforms import build_transform
 
-__all__ = ["fit", "FitResult", "build_optimizer", "build_scheduler", "lr_factor", "init_from_checkpoint",
+__all__ = ["fit", "FitResult", "TrainingDivergedError", "build_optimizer", "build_scheduler", "lr_factor", "init_from_checkpoint",
            "set_backbone_frozen", "find_resume_checkpoint"]
 
 _HEAD_MODULES = ("neck", "classifier", "aux_classifier")
+
+
+class TrainingDivergedError(DslnetError, FloatingPointError):
+    """The loss became NaN or infinite (still a ``FloatingPointError``, as it was)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -447,7 +452,7 @@ def _train_one_epoch(cfg, epoch, model, train_model, loader, sampler, optimizer,
         else:
             loss, parts = criterion(output, labels, epoch=epoch)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"epoch {epoch + 1} step {steps + 1}: the loss is {float(loss)} "
+            raise TrainingDivergedError(f"epoch {epoch + 1} step {steps + 1}: the loss is {float(loss)} "
                                      f"(learning rate {optimizer.param_groups[0]['lr']:.3g} too high?)")
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dslnet_edge._cli import parse_args_or_status
+from dslnet_edge._cli import EXPECTED_ERRORS, parse_args_or_status, report_error
 from dslnet_edge.metrics import RankResult
 from dslnet_edge.spec import InputSpec
 from train.evaluate import Embedder, EvalSet, evaluate_sets, format_table, load_embedder, onnx_embedder
@@ -184,16 +184,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args_or_status(parser, argv)
     if isinstance(args, int):  # a bad argument (one line printed) or --help
         return args
-    from dslnet_edge.model.checkpoint import CheckpointError
-    from train.data import DatasetError
 
     names = [n.strip() for n in args.models.split(",")] if args.models else None
     try:
         rows = evaluate_peers(args.data_root, args.peers_dir, names=names, checkpoints=args.checkpoint,
                               dataset=args.dataset, threads=args.threads, max_images=args.max_images)
-    except (CheckpointError, DatasetError, FileNotFoundError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except EXPECTED_ERRORS as exc:  # the project's errors (ConfigError, DatasetError, ...), bad values, files
+        return report_error(exc, status=2)
     if args.json:
         print(json.dumps({r.name: (r.result.to_dict() if r.result else {"note": r.note}) for r in rows}, indent=2))
         return 0

@@ -33,7 +33,7 @@ import os
 import sys
 from pathlib import Path
 
-from dslnet_edge._cli import parse_args_or_status
+from dslnet_edge._cli import EXPECTED_ERRORS, parse_args_or_status, report_error
 
 __all__ = ["main", "build_parser", "config_from_args"]
 
@@ -129,10 +129,6 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(args, int):  # a bad argument (one line printed) or --help
         return args
     # Expected failures -> one line. Imported lazily so --help stays fast.
-    from dslnet_edge.model.checkpoint import CheckpointError
-    from train.config import ConfigError
-    from train.data import DatasetError
-    from train.distill import TeacherError
 
     try:
         cfg = config_from_args(args)
@@ -144,9 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         from train.loop import fit
 
         result = fit(cfg, resume=args.resume)
-    except (ConfigError, DatasetError, CheckpointError, TeacherError, FloatingPointError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except EXPECTED_ERRORS as exc:  # the project's errors (ConfigError, DatasetError, ...), bad values, files
+        return report_error(exc, status=2)
     except KeyboardInterrupt:
         print("interrupted: the last finished epoch is in last.pt; continue with --resume", file=sys.stderr)
         return 130

@@ -20,6 +20,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from dslnet_edge.errors import DslnetError
 from dslnet_edge.spec import InputSpec
 
 __all__ = [
@@ -32,11 +33,11 @@ __all__ = [
 ]
 
 
-class BackendError(RuntimeError):
+class BackendError(DslnetError, RuntimeError):
     """A backend cannot run here: its library is missing, or the requested device/provider is not available."""
 
 
-class ArtifactError(ValueError):
+class ArtifactError(DslnetError, ValueError):
     """A model file that cannot be used: corrupt, missing metadata, or built for another TensorRT/GPU."""
 
 

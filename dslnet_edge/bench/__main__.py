@@ -111,7 +111,7 @@ def run(config: BenchConfig, *, json_out: Path | None = None, md_out: Path | Non
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from dslnet_edge._cli import parse_args_or_status, report_error
+    from dslnet_edge._cli import EXPECTED_ERRORS, parse_args_or_status, report_error
 
     args = parse_args_or_status(build_parser(), argv)
     if isinstance(args, int):  # a bad argument (one line printed) or --help
@@ -120,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = config_from_args(args)
         run(config, json_out=args.json_out, md_out=args.md_out, quiet=args.quiet)
-    except (ValueError, OSError) as exc:
+    except EXPECTED_ERRORS as exc:
         return report_error(exc, status=2 if isinstance(exc, ValueError) else 1)
     return 0
 

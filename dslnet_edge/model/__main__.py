@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from dslnet_edge._cli import parse_args_or_status
+from dslnet_edge._cli import EXPECTED_ERRORS, parse_args_or_status, report_error
 from dslnet_edge.model.dslnet import ATTENTIONS, build_dslnet
 from dslnet_edge.spec import InputSpec
 
@@ -25,9 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = InputSpec(height=args.height, width=args.width)
         model = build_dslnet(num_classes=args.num_classes, dense=not args.no_dense, attention=args.attention, spec=spec)
-    except (ValueError, KeyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except EXPECTED_ERRORS as exc:
+        return report_error(exc, status=2)
     from dslnet_edge.model.summary import summarize
 
     summary = summarize(model)

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from dslnet_edge._io import atomic_write_bytes
+from dslnet_edge.errors import DslnetError
 from dslnet_edge.model.dslnet import DSLNet, DSLNetConfig
 from dslnet_edge.spec import InputSpec
 
@@ -31,7 +32,7 @@ CHECKPOINT_FORMAT = "dslnet_edge.checkpoint"
 CHECKPOINT_VERSION = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(DslnetError, ValueError):
     """A file that is not a readable dslnet_edge checkpoint."""
 
 
