@@ -79,7 +79,10 @@ def main() -> int:
     base = QuantizeConfig(num_images=args.num_images)
     out = args.workdir / (args.onnx.stem + ".int8.onnx")
     started = time.perf_counter()
-    q = quantize(args.onnx, args.crops, out, base, log=print)
+    from dslnet_edge._cli import log_to_console
+
+    with log_to_console("stdout"):
+        q = quantize(args.onnx, args.crops, out, base)
     print(q.format())
     print(f"calibration + quantization: {time.perf_counter() - started:.1f} s ({'cache hit' if q.cache_hit else 'measured'})")
     holdout = select_holdout(args.holdout, args.num_holdout, exclude=q.crops)

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 from pathlib import Path
 
 from calibration.errors import GateFailure
-from dslnet_edge._cli import EXPECTED_ERRORS, parse_args_or_status, report_error
+from dslnet_edge._cli import EXPECTED_ERRORS, log_to_console, parse_args_or_status, report_error
 
+_log = logging.getLogger(__name__)
 GATE_FAILED = 3
 
 
@@ -86,13 +88,13 @@ def config_from_args(args: argparse.Namespace) -> CliConfig:
     return CliConfig(args.onnx, args.crops, out, args.holdout, args.num_holdout, quantize, thresholds)
 
 
-def run(config: CliConfig, *, log=print):
+def run(config: CliConfig):
     from calibration.pipeline import calibrate
 
     result = calibrate(config.onnx, config.crops, config.out, holdout_dir=config.holdout, config=config.quantize,
-                       thresholds=config.thresholds, num_holdout=config.num_holdout, log=log)
-    log(result.gate.format())
-    log(f"wrote {result.path} and {result.gate_path}")
+                       thresholds=config.thresholds, num_holdout=config.num_holdout)
+    _log.info(result.gate.format())
+    _log.info(f"wrote {result.path} and {result.gate_path}")
     return result
 
 
@@ -102,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(args, int):
         return args
     try:
-        run(config_from_args(args))
+        with log_to_console("stdout"):
+            run(config_from_args(args))
     except GateFailure as exc:
         if exc.result is not None:
             print(exc.result.format())

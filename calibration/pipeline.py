@@ -9,8 +9,8 @@ model that lost accuracy at the path a build would pick up.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 from calibration.crops import list_images
@@ -19,6 +19,8 @@ from calibration.gate import GateResult, GateThresholds, check_gate, gate_path_f
 from calibration.quantization import QuantizeConfig, QuantizeResult, _staged_qdq
 
 __all__ = ["CalibrationResult", "calibrate"]
+
+_log = logging.getLogger(__name__)
 
 _DEFAULT_CONFIG = QuantizeConfig()
 _DEFAULT_THRESHOLDS = GateThresholds()
@@ -51,7 +53,6 @@ def calibrate(
     thresholds: GateThresholds = _DEFAULT_THRESHOLDS,
     num_holdout: int = 256,
     threads: int | None = None,
-    log: Callable[[str], None] | None = None,
 ) -> CalibrationResult:
     """Q/DQ INT8 ONNX at ``out`` if it passes the gate; raises :class:`~calibration.errors.GateFailure` if not.
 
@@ -69,9 +70,8 @@ def calibrate(
             f"{config.num_images}), none would be left for the accuracy gate; pass a held-out folder "
             "(--holdout; --crops for export.build_engine) or a smaller --num-images"
         )
-    with _staged_qdq(fp32_onnx, crops_dir, out, config, log=log) as (tmp, quantized):
-        if log:
-            log(dataclasses.replace(quantized, path=out).format())
+    with _staged_qdq(fp32_onnx, crops_dir, out, config) as (tmp, quantized):
+        _log.info(dataclasses.replace(quantized, path=out).format())
         gate = run_gate(fp32_onnx, tmp, holdout, thresholds=thresholds, num_images=num_holdout,
                         exclude=quantized.crops, seed=config.seed, threads=threads)
         gate = dataclasses.replace(gate, int8_onnx=str(out))

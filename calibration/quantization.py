@@ -56,7 +56,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +79,8 @@ __all__ = [
     "QdqSummary",
     "file_sha256",
 ]
+
+_log = logging.getLogger(__name__)
 
 METHODS = ("minmax", "entropy", "percentile")
 #: Weighted operations: the ones whose inputs get Q/DQ (NVIDIA's placement recommendation).
@@ -249,8 +251,6 @@ def quantize(
     crops_dir: str | os.PathLike,
     out: str | os.PathLike,
     config: QuantizeConfig = QuantizeConfig(),
-    *,
-    log: Callable[[str], None] | None = None,
 ) -> QuantizeResult:
     """Q/DQ INT8 ONNX at ``out`` (atomically), its InputSpec saying ``precision="int8"``.
 
@@ -259,7 +259,7 @@ def quantize(
             plain FP32 ONNX, or a quantized graph TensorRT would reject (non-zero zero points).
         ArtifactError (a ValueError): the ONNX is missing, corrupt or has no InputSpec metadata.
     """
-    with _staged_qdq(fp32_onnx, crops_dir, out, config, log=log) as (tmp, result):
+    with _staged_qdq(fp32_onnx, crops_dir, out, config) as (tmp, result):
         pass
     return dataclasses.replace(result, path=Path(out))
 
@@ -279,8 +279,6 @@ def _staged_qdq(
     crops_dir: str | os.PathLike,
     out: str | os.PathLike,
     config: QuantizeConfig,
-    *,
-    log: Callable[[str], None] | None = None,
 ) -> Iterator[tuple[Path, QuantizeResult]]:
     """Quantize into a temporary file beside ``out``; it replaces ``out`` when the block exits cleanly.
 
@@ -307,9 +305,8 @@ def _staged_qdq(
     ranges = _read_cache(cache_path, key) if cache_path is not None else None
     cache_hit = ranges is not None
     excluded, unmatched = _excluded_nodes(model, config.exclude)
-    if log:
-        log(f"calibrating {fp32_onnx.name} ({spec.height}x{spec.width}) on {len(crops)} crops from {crops_dir} "
-            f"({config.method}{', ranges from ' + str(cache_path) if cache_hit else ''})")
+    _log.info(f"calibrating {fp32_onnx.name} ({spec.height}x{spec.width}) on {len(crops)} crops from {crops_dir} "
+              f"({config.method}{', ranges from ' + str(cache_path) if cache_hit else ''})")
     with tempfile.TemporaryDirectory(prefix="dslnet_calib_") as work:
         work_dir = Path(work)
         raw = work_dir / "qdq.onnx"

@@ -8,12 +8,18 @@ all import ``dslnet_edge``, so the helpers live here, once).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import sqlite3
 import sys
+from collections.abc import Iterator
 
 from dslnet_edge.errors import DslnetError
 
-__all__ = ["EXPECTED_ERRORS", "parse_args_or_status", "one_line", "report_error"]
+__all__ = ["EXPECTED_ERRORS", "parse_args_or_status", "one_line", "report_error", "log_to_console"]
+
+#: The loggers of the project's packages (library code logs to ``logging.getLogger(__name__)``).
+PROJECT_LOGGERS = ("dslnet_edge", "train", "export", "calibration", "samples")
 
 #: What a user can cause, and so what a CLI reports in one line: the project's own errors
 #: (:class:`~dslnet_edge.errors.DslnetError`), files and folders the system refuses (``OSError``:
@@ -58,3 +64,50 @@ def report_error(exc: BaseException, *, status: int = 1) -> int:
     """Print ``error: <one line>`` on stderr and return ``status``."""
     print(f"error: {one_line(exc)}", file=sys.stderr)
     return status
+
+
+class _ConsoleHandler(logging.Handler):
+    """The message alone, on ``sys.stdout``/``sys.stderr`` as they are when the record is written.
+
+    Looking the stream up at each record (not once) keeps a CLI called twice in one process, or
+    under a test's captured output, from writing to a stream that was swapped out. Warnings and
+    errors always go to stderr.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__()
+        self.stream_name = stream
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            stream = sys.stderr if record.levelno >= logging.WARNING else getattr(sys, self.stream_name)
+            stream.write(self.format(record) + "\n")
+            stream.flush()
+        except Exception:  # logging's own contract: a failing handler must not raise
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def log_to_console(stream: str = "stdout", *, level: int = logging.INFO) -> Iterator[None]:
+    """Within the block, the project's log lines print as plain lines on ``stream`` ("stdout"/"stderr").
+
+    Library code logs through ``logging`` and prints nothing; a CLI's ``main`` shows its progress
+    by running inside this block. On leaving it the loggers are as they were (no handler left
+    behind, no doubled lines when a CLI runs twice in one process).
+    """
+    if stream not in ("stdout", "stderr"):
+        raise ValueError(f"stream must be 'stdout' or 'stderr', got {stream!r}")
+    installed = []
+    for name in PROJECT_LOGGERS:
+        logger = logging.getLogger(name)
+        handler = _ConsoleHandler(stream)
+        logger.addHandler(handler)
+        installed.append((logger, handler, logger.level))
+        logger.setLevel(level)
+    try:
+        yield
+    finally:
+        for logger, handler, previous in installed:
+            logger.removeHandler(handler)
+            logger.setLevel(previous)

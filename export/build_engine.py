@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import logging
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,8 @@ __all__ = [
     "make_sidecar",
     "main",
 ]
+
+_log = logging.getLogger(__name__)
 
 _ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -197,9 +199,9 @@ class PreparedOnnx:
     int8_gate: dict[str, Any] | None = None  # calibration's accuracy gate (JSON), copied into the sidecar
 
 
-def prepare_onnx(config: EngineBuildConfig, support, *, log=print) -> PreparedOnnx:
+def prepare_onnx(config: EngineBuildConfig, support) -> PreparedOnnx:
     if config.precision == "int8":
-        return _prepare_int8(config, support, log=log)
+        return _prepare_int8(config, support)
     paths = artefact_paths(config.out)
     parity: dict[str, Any] = {}
     model = None
@@ -208,7 +210,7 @@ def prepare_onnx(config: EngineBuildConfig, support, *, log=print) -> PreparedOn
         export_config = OnnxExportConfig(
             checkpoint=config.checkpoint, out=paths["plain"], crops_dir=config.crops_dir, num_crops=config.num_crops
         )
-        plain = export_checked(model, export_config, log=log)
+        plain = export_checked(model, export_config)
         spec = model.spec
     else:
         plain = config.onnx
@@ -217,16 +219,16 @@ def prepare_onnx(config: EngineBuildConfig, support, *, log=print) -> PreparedOn
     plugin = decide_css_plugin(
         config.css_plugin, support, have_model=model is not None, has_css=has_css, precision=config.precision
     )
-    log(f"CSS plugin: {'used' if plugin.used else 'not used'} ({plugin.reason})")
+    _log.info(f"CSS plugin: {'used' if plugin.used else 'not used'} ({plugin.reason})")
     artefacts = {"plain": str(plain)}
     fp32 = plain
     if plugin.used:
-        fp32 = _make_plugin_onnx(model, plain, paths["plugin"], spec, config, aot=plugin.implementation == "aot", log=log)
+        fp32 = _make_plugin_onnx(model, plain, paths["plugin"], spec, config, aot=plugin.implementation == "aot")
         artefacts["plugin"] = str(fp32)
     engine_onnx = fp32
     if config.precision == "fp16":
         target = paths["plugin_fp16"] if plugin.used else paths["fp16"]
-        engine_onnx = _make_fp16_onnx(fp32, plain, target, spec, config, log=log)
+        engine_onnx = _make_fp16_onnx(fp32, plain, target, spec, config)
         artefacts["fp16"] = str(engine_onnx)
     parity["checked"] = sorted(artefacts)
     return PreparedOnnx(engine_onnx, fp32, plain, config.precision, spec.replace(precision=config.precision), plugin, artefacts, parity)
@@ -262,13 +264,13 @@ def _ort_runner(path: Path):
     return ort_runner(ort_session(path))
 
 
-def _make_plugin_onnx(model, plain: Path, out: Path, spec: InputSpec, config: EngineBuildConfig, *, aot: bool, log) -> Path:
+def _make_plugin_onnx(model, plain: Path, out: Path, spec: InputSpec, config: EngineBuildConfig, *, aot: bool) -> Path:
     from export.parity import FP32_TOLERANCES, check_parity, ort_runner
     from export.plugin.graph import plugin_model_from_torch, plugin_nodes
     from export.plugin.ort_reference import reference_session
 
     proto = plugin_model_from_torch(model, aot=aot)
-    log(f"plugin flavour: {len(plugin_nodes(proto))} {plugin_nodes(proto)[0].op_type} nodes")
+    _log.info(f"plugin flavour: {len(plugin_nodes(proto))} {plugin_nodes(proto)[0].op_type} nodes")
 
     def check(tmp: Path):
         runners = {"plain": _ort_runner(plain), "plugin (reference op)": ort_runner(reference_session(proto))}
@@ -276,11 +278,11 @@ def _make_plugin_onnx(model, plain: Path, out: Path, spec: InputSpec, config: En
                             crops_dir=config.crops_dir, num_crops=config.num_crops)
 
     path, report = write_checked(proto, out, check)
-    log(report.format())
+    _log.info(report.format())
     return path
 
 
-def _make_fp16_onnx(fp32: Path, plain: Path, out: Path, spec: InputSpec, config: EngineBuildConfig, *, log) -> Path:
+def _make_fp16_onnx(fp32: Path, plain: Path, out: Path, spec: InputSpec, config: EngineBuildConfig) -> Path:
     from export.parity import check_parity, ort_runner
     from export.plugin.graph import plugin_nodes
     from export.plugin.ort_reference import reference_session
@@ -294,11 +296,11 @@ def _make_fp16_onnx(fp32: Path, plain: Path, out: Path, spec: InputSpec, config:
                             label="fp16 vs fp32 (onnxruntime)", crops_dir=config.crops_dir, num_crops=config.num_crops)
 
     path, report = write_checked(proto, out, check)
-    log(report.format())
+    _log.info(report.format())
     return path
 
 
-def _prepare_int8(config: EngineBuildConfig, support, *, log) -> PreparedOnnx:
+def _prepare_int8(config: EngineBuildConfig, support) -> PreparedOnnx:
     from export.precision import INT8_SANITY_TOLERANCES
 
     plugin = decide_css_plugin(config.css_plugin, support, have_model=False, has_css=False, precision="int8")
@@ -309,7 +311,7 @@ def _prepare_int8(config: EngineBuildConfig, support, *, log) -> PreparedOnnx:
         if config.checkpoint is not None:
             model = load_export_model(config.checkpoint)
             reference = export_checked(model, OnnxExportConfig(checkpoint=config.checkpoint, out=paths["plain"],
-                                                               crops_dir=config.crops_dir, num_crops=config.num_crops), log=log)
+                                                               crops_dir=config.crops_dir, num_crops=config.num_crops))
         else:
             _validated_onnx(config.onnx)
             reference = config.onnx
@@ -317,7 +319,7 @@ def _prepare_int8(config: EngineBuildConfig, support, *, log) -> PreparedOnnx:
     if config.qdq_onnx is not None:
         qdq, gate = config.qdq_onnx, _saved_gate(config.qdq_onnx)
     else:
-        qdq, gate = _calibrate(config, reference, log=log)
+        qdq, gate = _calibrate(config, reference)
     proto = load_onnx(qdq)
     ops = {n.op_type for n in proto.graph.node}
     if not {"QuantizeLinear", "DequantizeLinear"} <= ops:
@@ -330,13 +332,13 @@ def _prepare_int8(config: EngineBuildConfig, support, *, log) -> PreparedOnnx:
         report = check_parity({"fp32": _ort_runner(reference), "int8": _ort_runner(qdq)}, spec,
                               tolerances=INT8_SANITY_TOLERANCES, label="int8 Q/DQ vs fp32 (onnxruntime, sanity)",
                               crops_dir=config.crops_dir, num_crops=config.num_crops)
-        log(report.format())
+        _log.info(report.format())
         if not report.passed:
             raise ParityError(f"{qdq}: {report.summary()}")
     else:
-        log("note: no --checkpoint/--onnx given: the Q/DQ ONNX is not compared with an FP32 reference")
+        _log.info("note: no --checkpoint/--onnx given: the Q/DQ ONNX is not compared with an FP32 reference")
     if gate is None:
-        log(f"note: {qdq} has no INT8 accuracy gate result beside it (python -m calibration writes one); "
+        _log.info(f"note: {qdq} has no INT8 accuracy gate result beside it (python -m calibration writes one); "
             "the sidecar records none")
     return PreparedOnnx(Path(qdq), Path(qdq), reference, "int8", spec.replace(precision="int8"), plugin, artefacts, {},
                         int8_gate=gate)
@@ -354,7 +356,7 @@ def _saved_gate(qdq: Path) -> dict[str, Any] | None:
     return None if result is None else result.to_dict()
 
 
-def _calibrate(config: EngineBuildConfig, reference: Path, *, log) -> tuple[Path, dict[str, Any] | None]:
+def _calibrate(config: EngineBuildConfig, reference: Path) -> tuple[Path, dict[str, Any] | None]:
     """Q/DQ ONNX from ``calibration/``: calibrated on ``--calibration-dir``, gated on held-out crops.
 
     The gate judges on ``--crops`` when given, else on the calibration folder's images that
@@ -366,8 +368,8 @@ def _calibrate(config: EngineBuildConfig, reference: Path, *, log) -> tuple[Path
         raise ExportError(f"calibration folder {config.calibration_dir} does not exist")
     paths = artefact_paths(config.out)
     out = paths["plain"].with_name(paths["plain"].stem + ".int8.onnx")
-    result = calibrate(reference, config.calibration_dir, out, holdout_dir=config.crops_dir, log=log)
-    log(result.gate.format())
+    result = calibrate(reference, config.calibration_dir, out, holdout_dir=config.crops_dir)
+    _log.info(result.gate.format())
     return result.path, result.gate.to_dict()
 
 
@@ -383,7 +385,7 @@ def trtexec_hint(onnx_path: Path, spec: InputSpec, profile: Profile, out: Path) 
     )
 
 
-def build(config: EngineBuildConfig, *, log=print) -> Path:
+def build(config: EngineBuildConfig) -> Path:
     """The whole command; returns the engine path. Raises :class:`MissingBuildTarget` without TensorRT/GPU."""
     from export.plugin.trt_plugin import check_aot_kernel, plugin_support
     from export.tensorrt_build import gpu_info
@@ -391,7 +393,7 @@ def build(config: EngineBuildConfig, *, log=print) -> Path:
     support = plugin_support()
     if support.aot and config.css_plugin != "off" and config.precision != "int8" and gpu_info() is not None:
         support = check_aot_kernel(support)  # can this Triton make a kernel TensorRT launches? (else JIT/plain, said why)
-    prepared = prepare_onnx(config, support, log=log)
+    prepared = prepare_onnx(config, support)
     hint = trtexec_hint(prepared.engine_onnx, prepared.spec, config.profile, config.out)
     if prepared.plugin.used:  # trtexec cannot register a Python plugin: this command must run there
         hint = "this same command (python -m export.build_engine ...) on a machine with TensorRT >= 10.9"
@@ -406,10 +408,10 @@ def build(config: EngineBuildConfig, *, log=print) -> Path:
             f"no CUDA GPU found (TensorRT {support.tensorrt} needs one to build); the {prepared.precision} ONNX is ready "
             f"at {prepared.engine_onnx} -- build on the target with: {hint}"
         )
-    return _compile(config, prepared, gpu, log=log)
+    return _compile(config, prepared, gpu)
 
 
-def _compile(config: EngineBuildConfig, prepared: PreparedOnnx, gpu, *, log) -> Path:
+def _compile(config: EngineBuildConfig, prepared: PreparedOnnx, gpu) -> Path:
     import tensorrt as trt
 
     from export.tensorrt_build import build_engine_bytes
@@ -418,11 +420,11 @@ def _compile(config: EngineBuildConfig, prepared: PreparedOnnx, gpu, *, log) -> 
     onnx_path = prepared.engine_onnx
     if not strongly_typed and prepared.precision == "fp16":
         onnx_path = prepared.fp32_onnx  # old TensorRT: FP32 graph + BuilderFlag.FP16
-        log(f"TensorRT {trt.__version__} has no strongly typed networks: compiling {onnx_path} with BuilderFlag.FP16")
+        _log.info(f"TensorRT {trt.__version__} has no strongly typed networks: compiling {onnx_path} with BuilderFlag.FP16")
     if prepared.plugin.used:
         from export.plugin.trt_plugin import register_css_plugin
 
-        log(f"registered the CSS plugin ({register_css_plugin()})")
+        _log.info(f"registered the CSS plugin ({register_css_plugin()})")
     workspace = config.workspace_mib * (1 << 20) if config.workspace_mib else None
     engine, facts = build_engine_bytes(
         onnx_path,
@@ -433,7 +435,6 @@ def _compile(config: EngineBuildConfig, prepared: PreparedOnnx, gpu, *, log) -> 
         timing_cache=config.timing_cache,
         prefer_aot_plugins=prepared.plugin.implementation == "aot",
         verbose=config.verbose,
-        log=lambda line: print(line, file=sys.stderr),
     )
     sidecar = make_sidecar(config, prepared, onnx_path, gpu, facts, {"verified": False, "reason": "not yet verified"})
     # The engine and its sidecar are loaded through the runtime's own TensorRTBackend (sidecar checks, plugin
@@ -443,17 +444,17 @@ def _compile(config: EngineBuildConfig, prepared: PreparedOnnx, gpu, *, log) -> 
         candidate = Path(tmp) / config.out.name
         candidate.write_bytes(engine)
         write_engine_sidecar(candidate, sidecar)
-        verification = _verify(candidate, prepared, config, log=log)
+        verification = _verify(candidate, prepared, config)
     sidecar = dataclasses.replace(sidecar, verification=verification)
     with atomic_write(config.out) as tmp:
         tmp.write_bytes(engine)
     sidecar_file = write_engine_sidecar(config.out, sidecar)
-    log(f"wrote {config.out} ({len(engine) / 1e6:.1f} MB, {prepared.precision}, TensorRT {facts['tensorrt_version']}, "
+    _log.info(f"wrote {config.out} ({len(engine) / 1e6:.1f} MB, {prepared.precision}, TensorRT {facts['tensorrt_version']}, "
         f"{gpu.name} sm_{gpu.compute_capability.replace('.', '')}) and {sidecar_file}")
     return config.out
 
 
-def _verify(engine_path: Path, prepared: PreparedOnnx, config: EngineBuildConfig, *, log) -> dict[str, Any]:
+def _verify(engine_path: Path, prepared: PreparedOnnx, config: EngineBuildConfig) -> dict[str, Any]:
     """Load the engine just built through :class:`~dslnet_edge.backends.tensorrt_backend.TensorRTBackend` and
     compare it with the FP32 ONNX in ONNX Runtime. Raises BuildError (nothing is written) when it does not load
     or disagrees."""
@@ -471,7 +472,7 @@ def _verify(engine_path: Path, prepared: PreparedOnnx, config: EngineBuildConfig
                          f"nothing written at {config.out}") from None
     try:
         if prepared.reference_onnx is None:
-            log("note: no FP32 reference ONNX: the engine was loaded but not compared")
+            _log.info("note: no FP32 reference ONNX: the engine was loaded but not compared")
             return {"verified": False, "loaded": True, "reason": "no FP32 reference ONNX"}
 
         def run(batch: np.ndarray) -> dict[str, np.ndarray]:
@@ -489,7 +490,7 @@ def _verify(engine_path: Path, prepared: PreparedOnnx, config: EngineBuildConfig
         raise BuildError(f"the engine just built fails to run: {exc}; nothing written at {config.out}") from None
     finally:
         backend.close()
-    log(report.format())
+    _log.info(report.format())
     if not report.passed:
         raise BuildError(f"the engine disagrees with the ONNX: {report.summary()}; nothing written")
     return {"verified": True, **report.to_dict()}
@@ -593,13 +594,14 @@ def config_from_args(args) -> EngineBuildConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from export._cli import EXPECTED_ERRORS, parse_args_or_status, report_error
+    from export._cli import EXPECTED_ERRORS, log_to_console, parse_args_or_status, report_error
 
     args = parse_args_or_status(build_parser(), argv)
     if isinstance(args, int):
         return args
     try:
-        build(config_from_args(args))
+        with log_to_console("stdout"):
+            build(config_from_args(args))
     except MissingBuildTarget as exc:
         return report_error(exc, status=2)
     except EXPECTED_ERRORS as exc:

@@ -39,6 +39,7 @@ or ``--css-plugin off``; this tool refuses it.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -48,6 +49,8 @@ from dslnet_edge.spec import InputSpec
 from export.engine_facts import EngineFacts, engine_facts
 
 __all__ = ["DeepStreamConfig", "DeepStreamError", "nvinfer_properties", "write_deepstream", "main"]
+
+_log = logging.getLogger(__name__)
 
 CONFIG_NAME = "config_infer_reid.txt"
 PROBE_NAME = "reid_probe.py"
@@ -219,18 +222,19 @@ def config_from_args(args) -> DeepStreamConfig:
 
 def run(config: DeepStreamConfig) -> dict[str, Path]:
     paths = write_deepstream(config)
-    print(f"wrote {paths['config']} and {paths['probe']}")
+    _log.info(f"wrote {paths['config']} and {paths['probe']}")
     return paths
 
 
 def main(argv: list[str] | None = None) -> int:
-    from export._cli import EXPECTED_ERRORS, parse_args_or_status, report_error
+    from export._cli import EXPECTED_ERRORS, log_to_console, parse_args_or_status, report_error
 
     args = parse_args_or_status(build_parser(), argv)
     if isinstance(args, int):
         return args
     try:
-        run(config_from_args(args))
+        with log_to_console("stdout"):
+            run(config_from_args(args))
     except EXPECTED_ERRORS as exc:
         return report_error(exc)
     return 0

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import logging
 import os
 import warnings
 from collections.abc import Iterator
@@ -62,6 +63,8 @@ __all__ = [
     "ParityError",
     "random_images",
 ]
+
+_log = logging.getLogger(__name__)
 
 def export_onnx(model: DSLNet, path: str | os.PathLike, *, opset: int = DEFAULT_OPSET, dynamic_batch: bool = True) -> Path:
     """Write ``model``'s plain FP32 ONNX to ``path`` (atomically) and return the path.
@@ -345,7 +348,7 @@ def write_checked(proto: onnx.ModelProto, path: str | os.PathLike, check) -> tup
     return path, report
 
 
-def export_checked(model: DSLNet, config: OnnxExportConfig, *, log=print) -> Path:
+def export_checked(model: DSLNet, config: OnnxExportConfig) -> Path:
     """Export ``model`` to ``config.out`` with the parity report (ONNX Runtime vs PyTorch)."""
     from export.parity import check_parity, ort_runner, ort_session, torch_runner
 
@@ -363,15 +366,15 @@ def export_checked(model: DSLNet, config: OnnxExportConfig, *, log=print) -> Pat
         )
 
     path, report = write_checked(proto, config.out, check)
-    log(report.format())
+    _log.info(report.format())
     return path
 
 
-def run(config: OnnxExportConfig, *, log=print) -> Path:
+def run(config: OnnxExportConfig) -> Path:
     """Checkpoint -> checked FP32 ONNX at ``config.out``."""
     model = load_export_model(config.checkpoint)
-    path = export_checked(model, config, log=log)
-    log(f"wrote {path} (input {INPUT_NAME} [N,3,{model.spec.height},{model.spec.width}], output {OUTPUT_NAME} "
+    path = export_checked(model, config)
+    _log.info(f"wrote {path} (input {INPUT_NAME} [N,3,{model.spec.height},{model.spec.width}], output {OUTPUT_NAME} "
         f"[N,{model.spec.feature_dim}], opset {config.opset})")
     return path
 
@@ -397,7 +400,7 @@ def build_parser():
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point: one clear line on stderr and a non-zero status on any expected error."""
-    from export._cli import EXPECTED_ERRORS, parse_args_or_status, report_error
+    from export._cli import EXPECTED_ERRORS, log_to_console, parse_args_or_status, report_error
 
     parser = build_parser()
     args = parse_args_or_status(parser, argv)
@@ -413,7 +416,8 @@ def main(argv: list[str] | None = None) -> int:
             num_crops=args.num_crops,
             num_random=args.num_random,
         )
-        run(config)
+        with log_to_console("stdout"):
+            run(config)
     except EXPECTED_ERRORS as exc:
         return report_error(exc)
     return 0

@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from pathlib import Path
 
 from dslnet_edge._io import atomic_write_text, file_sha256
 
 __all__ = ["ReleaseConfig", "release", "main"]
+
+_log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +46,7 @@ class ReleaseConfig:
             raise ValueError(f"--name must be a plain file stem such as dslnet_cuhk03, got {self.name!r}")
 
 
-def release(config: ReleaseConfig, *, log=print) -> dict[str, Path]:
+def release(config: ReleaseConfig) -> dict[str, Path]:
     """Write ``NAME.pt``, ``NAME.onnx`` and ``NAME.json`` into ``config.out_dir``; returns their paths."""
     from dslnet_edge.model.checkpoint import load_checkpoint, load_model, model_from_checkpoint, save_checkpoint
     from export.onnx import OnnxExportConfig, export_checked
@@ -64,14 +67,13 @@ def release(config: ReleaseConfig, *, log=print) -> dict[str, Path]:
         out["pt"], model, inference_only=True, half=True,
         metrics=training_metrics, provenance=provenance, terms=config.terms,
     )
-    log(f"wrote {out['pt']} ({out['pt'].stat().st_size / 1e6:.1f} MB, float16 inference-only)")
+    _log.info(f"wrote {out['pt']} ({out['pt'].stat().st_size / 1e6:.1f} MB, float16 inference-only)")
     released = load_model(out["pt"])  # export what users get: the float16-rounded weights
     export_checked(
         released,
         OnnxExportConfig(checkpoint=out["pt"], out=out["onnx"], crops_dir=config.crops_dir, num_crops=config.num_crops),
-        log=log,
     )
-    log(f"wrote {out['onnx']} ({out['onnx'].stat().st_size / 1e6:.1f} MB, FP32 ONNX)")
+    _log.info(f"wrote {out['onnx']} ({out['onnx'].stat().st_size / 1e6:.1f} MB, FP32 ONNX)")
     card = {
         "name": config.name,
         "architecture": "DSLNet (Wang et al., ACCV 2020)",
@@ -90,7 +92,7 @@ def release(config: ReleaseConfig, *, log=print) -> dict[str, Path]:
         "terms": config.terms,
     }
     atomic_write_text(out["json"], json.dumps(card, indent=2, sort_keys=True) + "\n")
-    log(f"wrote {out['json']}")
+    _log.info(f"wrote {out['json']}")
     return out
 
 
@@ -122,7 +124,7 @@ def _recipe(train_config: dict) -> dict:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    from export._cli import EXPECTED_ERRORS, parse_args_or_status, report_error
+    from export._cli import EXPECTED_ERRORS, log_to_console, parse_args_or_status, report_error
 
     parser = argparse.ArgumentParser(prog="python -m export.release", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path, required=True, help="training checkpoint (best.pt)")
@@ -141,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
                 metrics = json.loads(Path(args.metrics).read_text())
             except json.JSONDecodeError as exc:
                 raise ValueError(f"--metrics {args.metrics} is not valid JSON: {exc}") from None
-        release(ReleaseConfig(args.checkpoint, args.out_dir, args.name, args.terms, metrics, args.crops))
+        with log_to_console("stdout"):
+            release(ReleaseConfig(args.checkpoint, args.out_dir, args.name, args.terms, metrics, args.crops))
     except EXPECTED_ERRORS as exc:
         return report_error(exc)
     return 0

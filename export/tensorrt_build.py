@@ -23,6 +23,7 @@ are the model for the steps; the API facts come from NVIDIA's documentation:
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from pathlib import Path
 
@@ -30,6 +31,8 @@ from dslnet_edge._io import atomic_write_bytes
 from dslnet_edge.errors import DslnetError
 from dslnet_edge.spec import InputSpec
 from export.onnx import INPUT_NAME
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["BuildError", "Profile", "GpuInfo", "gpu_info", "build_engine_bytes"]
 
@@ -107,7 +110,6 @@ def build_engine_bytes(
     timing_cache: str | os.PathLike | None = None,
     prefer_aot_plugins: bool = False,
     verbose: bool = False,
-    log=print,
 ) -> tuple[bytes, dict]:
     """Parse ``onnx_path`` and build a serialized engine; returns (engine bytes, build facts).
 
@@ -129,7 +131,7 @@ def build_engine_bytes(
     errors = [_describe_parser_error(parser.get_error(i)) for i in range(parser.num_errors)]
     if not parsed or errors:
         for line in errors:
-            log(f"  TensorRT parser: {line}")
+            _log.warning(f"  TensorRT parser: {line}")
         raise BuildError(f"TensorRT could not parse {onnx_path}: {len(errors) or 'unknown'} error(s) (listed above)")
 
     config = builder.create_builder_config()

@@ -328,19 +328,20 @@ def config_from_args(args) -> TritonRepoConfig:
 def run(config: TritonRepoConfig) -> dict[str, Path]:
     models = write_repository(config)
     for name, folder in models.items():
-        print(f"{name}: {folder / 'config.pbtxt'}")
-    print(f"wrote {config.out / 'README.md'}")
+        logger.info(f"{name}: {folder / 'config.pbtxt'}")
+    logger.info(f"wrote {config.out / 'README.md'}")
     return models
 
 
 def main(argv: list[str] | None = None) -> int:
-    from export._cli import EXPECTED_ERRORS, parse_args_or_status, report_error
+    from export._cli import EXPECTED_ERRORS, log_to_console, parse_args_or_status, report_error
 
     args = parse_args_or_status(build_parser(), argv)
     if isinstance(args, int):
         return args
     try:
-        run(config_from_args(args))
+        with log_to_console("stdout"):
+            run(config_from_args(args))
     except EXPECTED_ERRORS as exc:
         return report_error(exc)
     return 0

@@ -27,9 +27,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import math
 import os
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -50,6 +50,8 @@ __all__ = [
     "DistillLoss",
     "TeacherError",
 ]
+
+_log = logging.getLogger(__name__)
 
 
 class TeacherError(DslnetError, ValueError):
@@ -158,7 +160,6 @@ def teacher_targets(
     cache_file: str | os.PathLike | None = None,
     teachers: Sequence[Teacher] | None = None,
     threads: int = 0,
-    log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True),
 ) -> np.ndarray:
     """Teacher-ensemble targets ``float32 [N, 2, D]`` (unflipped, flipped) for the images at ``paths``.
 
@@ -177,7 +178,7 @@ def teacher_targets(
             if meta.get("key") == key:
                 targets = np.load(cache_file)
                 if targets.shape[:2] == (len(paths), 2) and np.isfinite(targets).all():
-                    log(f"teacher targets: reusing {cache_file} ({targets.shape[0]} images x 2, {targets.shape[2]}-d)")
+                    _log.info(f"teacher targets: reusing {cache_file} ({targets.shape[0]} images x 2, {targets.shape[2]}-d)")
                     return targets
         except (OSError, ValueError):
             pass
@@ -198,7 +199,7 @@ def teacher_targets(
         done = start + n
         if done % (cfg.batch_size * 100) < cfg.batch_size or done == len(paths):
             rate = done / max(time.perf_counter() - t0, 1e-9)
-            log(f"teacher targets: {done}/{len(paths)} images ({rate:.0f} images/s, x2 with flips)")
+            _log.info(f"teacher targets: {done}/{len(paths)} images ({rate:.0f} images/s, x2 with flips)")
     targets = np.concatenate(chunks).astype(np.float32)
     if cache_file is not None and key is not None:
         import io

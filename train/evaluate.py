@@ -348,7 +348,7 @@ def read_eval_sets(dataset: str, root: str | os.PathLike) -> tuple[str, tuple[Re
     return split.name, split.query, split.gallery
 
 
-def run_evaluation(cfg: EvalConfig, *, log: Callable[[str], None] = print) -> dict:
+def run_evaluation(cfg: EvalConfig) -> dict:
     """Evaluate one model on a dataset's query/gallery; write results.json (+ PNGs); return the results."""
     embed, spec = load_embedder(cfg.model, threads=cfg.threads)
     dataset, query, gallery = read_eval_sets(cfg.dataset, cfg.data_root)

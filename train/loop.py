@@ -18,11 +18,11 @@ import contextlib
 import csv
 import dataclasses
 import io
+import logging
 import math
 import os
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ from train.transforms import build_transform
 __all__ = ["fit", "FitResult", "TrainingDivergedError", "build_optimizer", "build_scheduler", "lr_factor", "init_from_checkpoint",
            "set_backbone_frozen", "find_resume_checkpoint"]
 
+_log = logging.getLogger(__name__)
 _HEAD_MODULES = ("neck", "classifier", "aux_classifier")
 
 
@@ -256,10 +257,13 @@ class _Logger:
 # ---------------------------------------------------------------------------------------------
 # fit
 # ---------------------------------------------------------------------------------------------
-def fit(cfg: TrainConfig, *, resume: str | None = None, log: Callable[[str], None] | None = None) -> FitResult:
-    """Train per ``cfg``; ``resume`` = ``"auto"`` (``run.output/last.pt``), a folder or a checkpoint path."""
+def fit(cfg: TrainConfig, *, resume: str | None = None) -> FitResult:
+    """Train per ``cfg``; ``resume`` = ``"auto"`` (``run.output/last.pt``), a folder or a checkpoint path.
+
+    Progress goes to the ``train.loop`` logger (INFO), from the main process only.
+    """
     ddp = _setup_distributed(cfg.run.device)
-    say = (log or (lambda msg: print(msg, file=sys.stderr, flush=True))) if ddp.main else (lambda msg: None)
+    say = _log.info if ddp.main else (lambda msg: None)
     if not cfg.data.root:
         raise ValueError("no training data: set data.root (--data-root) to a dataset folder")
     output = Path(cfg.run.output)
@@ -303,7 +307,7 @@ def fit(cfg: TrainConfig, *, resume: str | None = None, log: Callable[[str], Non
         if ddp.main:
             output.mkdir(parents=True, exist_ok=True)
         targets = torch.from_numpy(teacher_targets([im.path for im in split.train], cfg.distill,
-                                                   cache_file=output / "teacher_targets.npy", log=say,
+                                                   cache_file=output / "teacher_targets.npy",
                                                    threads=max(1, torch.get_num_threads()))).to(device)
         targets = targets.reshape(-1, targets.shape[-1])  # row 2 * index + flipped
     sampler = PKSampler(labels, cfg.data.p, cfg.data.k, seed=cfg.run.seed, rank=ddp.rank, world_size=ddp.world_size)
@@ -473,8 +477,8 @@ def _train_one_epoch(cfg, epoch, model, train_model, loader, sampler, optimizer,
             bar.set_postfix(loss=f"{totals['loss'] / seen:.3f}", acc=f"{totals['acc'] / seen:.3f}",
                             img_s=f"{rate:.1f}", refresh=False)
         elif ddp.main and steps % max(1, iters // 4) == 0 and steps < iters:  # no bar: a line per quarter epoch
-            print(f"  epoch {epoch + 1} step {steps}/{iters}: loss {totals['loss'] / seen:.3f} "
-                  f"acc {totals['acc'] / seen:.3f} {rate:.1f} img/s", file=sys.stderr, flush=True)
+            _log.info(f"  epoch {epoch + 1} step {steps}/{iters}: loss {totals['loss'] / seen:.3f} "
+                      f"acc {totals['acc'] / seen:.3f} {rate:.1f} img/s")
         logger.scalar("iter/loss", float(loss.detach()), epoch * iters + steps)
     if bar is not None:
         bar.close()
@@ -486,7 +490,7 @@ def _train_one_epoch(cfg, epoch, model, train_model, loader, sampler, optimizer,
                  epoch_s=round(elapsed, 1), frozen=int(frozen))
     if ddp.main:
         msg = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in stats.items())
-        print(f"epoch {epoch + 1}/{cfg.schedule.epochs}: {msg}", file=sys.stderr, flush=True)
+        _log.info(f"epoch {epoch + 1}/{cfg.schedule.epochs}: {msg}")
     return stats
 
 

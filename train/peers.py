@@ -28,19 +28,20 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from dslnet_edge._cli import EXPECTED_ERRORS, parse_args_or_status, report_error
+from dslnet_edge._cli import EXPECTED_ERRORS, log_to_console, parse_args_or_status, report_error
 from dslnet_edge.metrics import RankResult
 from dslnet_edge.spec import InputSpec
 from train.evaluate import Embedder, EvalSet, evaluate_sets, format_table, load_embedder, onnx_embedder
 
 __all__ = ["PeerModel", "PEERS", "evaluate_peers", "openvino_embedder", "main"]
 
+_log = logging.getLogger(__name__)
 _IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
@@ -126,7 +127,6 @@ def evaluate_peers(
     dataset: str = "market1501",
     threads: int = 0,
     max_images: int = 0,
-    log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr),
 ) -> list[PeerRow]:
     """Evaluate the chosen peers (and optional DSLNet checkpoints/ONNX) on one query/gallery split."""
     from train.evaluate import read_eval_sets
@@ -147,7 +147,7 @@ def evaluate_peers(
     dataset_name, query, gallery = read_eval_sets(dataset, data_root)  # the training folders are not needed
     query_set = EvalSet.load(query, limit=max_images)
     gallery_set = EvalSet.load(gallery, limit=max_images)
-    log(f"{dataset_name}: {len(query_set)} queries, {len(gallery_set)} gallery images")
+    _log.info(f"{dataset_name}: {len(query_set)} queries, {len(gallery_set)} gallery images")
     rows = []
     for peer in chosen:
         try:
@@ -155,11 +155,11 @@ def evaluate_peers(
         except ImportError as exc:
             rows.append(PeerRow(peer.name, None, f"skipped: {exc}"))
             continue
-        log(f"evaluating {peer.name} ({peer.runtime})")
+        _log.info(f"evaluating {peer.name} ({peer.runtime})")
         rows.append(PeerRow(peer.name, evaluate_sets(embed, peer.spec, query_set, gallery_set, batch_size=32)))
     for ckpt in checkpoints:
         embed, spec = load_embedder(ckpt, threads=threads)
-        log(f"evaluating {ckpt}")
+        _log.info(f"evaluating {ckpt}")
         rows.append(PeerRow(Path(ckpt).name, evaluate_sets(embed, spec, query_set, gallery_set)))
     return rows
 
@@ -187,8 +187,9 @@ def main(argv: list[str] | None = None) -> int:
 
     names = [n.strip() for n in args.models.split(",")] if args.models else None
     try:
-        rows = evaluate_peers(args.data_root, args.peers_dir, names=names, checkpoints=args.checkpoint,
-                              dataset=args.dataset, threads=args.threads, max_images=args.max_images)
+        with log_to_console("stderr"):
+            rows = evaluate_peers(args.data_root, args.peers_dir, names=names, checkpoints=args.checkpoint,
+                                  dataset=args.dataset, threads=args.threads, max_images=args.max_images)
     except EXPECTED_ERRORS as exc:  # the project's errors (ConfigError, DatasetError, ...), bad values, files
         return report_error(exc, status=2)
     if args.json:

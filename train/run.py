@@ -33,7 +33,7 @@ import os
 import sys
 from pathlib import Path
 
-from dslnet_edge._cli import EXPECTED_ERRORS, parse_args_or_status, report_error
+from dslnet_edge._cli import EXPECTED_ERRORS, log_to_console, parse_args_or_status, report_error
 
 __all__ = ["main", "build_parser", "config_from_args"]
 
@@ -139,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from train.loop import fit
 
-        result = fit(cfg, resume=args.resume)
+        with log_to_console("stderr"):
+            result = fit(cfg, resume=args.resume)
     except EXPECTED_ERRORS as exc:  # the project's errors (ConfigError, DatasetError, ...), bad values, files
         return report_error(exc, status=2)
     except KeyboardInterrupt:

@@ -44,7 +44,7 @@ def test_the_gate_goes_into_the_sidecar(fp32_onnx, calib_dir, holdout_dir, tmp_p
 
     config = EngineBuildConfig(precision="int8", calibration_dir=calib_dir, onnx=fp32_onnx, crops_dir=holdout_dir,
                                num_crops=0, out=tmp_path / "m.engine", profile=Profile(1, 2, 4))
-    prepared = prepare_onnx(config, NO_TRT, log=lambda line: None)
+    prepared = prepare_onnx(config, NO_TRT)
     assert prepared.precision == "int8" and prepared.int8_gate["passed"] is True
     assert prepared.engine_onnx == tmp_path / "m.int8.onnx" and prepared.reference_onnx == fp32_onnx
     facts = {"tensorrt_version": "10.3.0", "strongly_typed": True, "builder_flags": [], "workspace_bytes": None}
@@ -58,9 +58,9 @@ def test_qdq_onnx_brings_its_gate_when_it_judged_that_file(fp32_onnx, quantized,
     qdq = tmp_path / "user.int8.onnx"
     shutil.copy(quantized.path, qdq)
     config = EngineBuildConfig(precision="int8", qdq_onnx=qdq, onnx=fp32_onnx, num_crops=0, out=tmp_path / "m.engine")
-    assert prepare_onnx(config, NO_TRT, log=lambda line: None).int8_gate is None  # e.g. a ModelOpt ONNX: no gate
+    assert prepare_onnx(config, NO_TRT).int8_gate is None  # e.g. a ModelOpt ONNX: no gate
     run_gate(fp32_onnx, qdq, holdout_dir).save(gate_path_for(qdq))
-    assert prepare_onnx(config, NO_TRT, log=lambda line: None).int8_gate["passed"] is True
+    assert prepare_onnx(config, NO_TRT).int8_gate["passed"] is True
 
 
 def test_qdq_onnx_with_a_failed_gate_is_refused(fp32_onnx, quantized, holdout_dir, tmp_path, capsys):

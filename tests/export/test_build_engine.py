@@ -265,8 +265,7 @@ def test_parser_errors_fail_the_build(tmp_path):
     from dslnet_edge.spec import InputSpec
 
     with pytest.raises(BuildError, match="could not parse"):
-        build_engine_bytes(path, spec=InputSpec(height=32, width=16), profile=Profile(1, 1, 1), precision="fp32",
-                           log=lambda line: None)
+        build_engine_bytes(path, spec=InputSpec(height=32, width=16), profile=Profile(1, 1, 1), precision="fp32")
 
 
 # ---------------------------------------------------------------------------------------------

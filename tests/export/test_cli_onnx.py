@@ -25,6 +25,16 @@ def test_export_with_parity_report(checkpoint, model, tmp_path, capsys):
     assert spec_from_onnx(out) == model.spec
 
 
+def test_the_library_logs_and_prints_nothing(checkpoint, tmp_path, capsys, caplog):
+    from export.onnx import OnnxExportConfig, run
+
+    caplog.set_level("INFO", logger="export")
+    out = tmp_path / "lib.onnx"
+    run(OnnxExportConfig(checkpoint=checkpoint, out=out, num_random=2, num_crops=0))
+    assert capsys.readouterr() == ("", "")
+    assert any("PASSED" in m for m in caplog.messages) and any(m.startswith(f"wrote {out}") for m in caplog.messages)
+
+
 @pytest.mark.parametrize(
     "argv, status, message",
     [

@@ -22,7 +22,7 @@ def training_checkpoint(make_model, tmp_path):
 
 def test_release_writes_three_files_that_agree(training_checkpoint, tmp_path, rng):
     out = release(ReleaseConfig(training_checkpoint, tmp_path / "rel", "demo", terms="research only",
-                                metrics={"rank1": 0.61}), log=lambda *_: None)
+                                metrics={"rank1": 0.61}))
     payload = load_checkpoint(out["pt"])
     assert payload["inference_only"] and "optimizer" not in payload
     assert payload["provenance"]["epoch"] == 7 and payload["terms"] == "research only"
@@ -41,7 +41,7 @@ def test_release_writes_three_files_that_agree(training_checkpoint, tmp_path, rn
 def test_half_weights_are_stored(training_checkpoint, tmp_path):
     import torch
 
-    out = release(ReleaseConfig(training_checkpoint, tmp_path, "demo"), log=lambda *_: None)
+    out = release(ReleaseConfig(training_checkpoint, tmp_path, "demo"))
     state = torch.load(out["pt"], weights_only=True)["state_dict"]
     floats = [v for v in state.values() if v.is_floating_point()]
     assert floats and all(v.dtype == torch.float16 for v in floats)

@@ -232,8 +232,8 @@ def test_peers_evaluation_does_not_need_the_training_folder(small_checkpoint, sy
     for sub in ("query", "bounding_box_test"):
         shutil.copytree(synthetic_market / sub, root / sub)
     (root / "bounding_box_train").mkdir()  # empty: used to be "holds no usable images"
-    rows = peers.evaluate_peers(root, tmp_path, names=[], checkpoints=[str(small_checkpoint)], log=lambda msg: None)
-    full = peers.evaluate_peers(synthetic_market, tmp_path, names=[], checkpoints=[str(small_checkpoint)], log=lambda msg: None)
+    rows = peers.evaluate_peers(root, tmp_path, names=[], checkpoints=[str(small_checkpoint)])
+    full = peers.evaluate_peers(synthetic_market, tmp_path, names=[], checkpoints=[str(small_checkpoint)])
     assert [r.name for r in rows] == ["small.pt"] and rows[0].result.to_dict() == full[0].result.to_dict()
 
 

@@ -38,8 +38,6 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-def quiet(_msg: str) -> None:
-    pass
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,12 +128,12 @@ def _teachers(tmp_path, dims=(256, 256)):
             for i, d in enumerate(dims)]
 
 
-def test_teacher_targets_flip_views_and_cache(synthetic_market, tmp_path):
+def test_teacher_targets_flip_views_and_cache(synthetic_market, tmp_path, caplog):
     paths = sorted(str(p) for p in (synthetic_market / "bounding_box_train").glob("*.jpg"))[:6]
     cfg = DistillConfig(teachers=tuple(_teachers(tmp_path)), teacher_height=16, teacher_width=8, batch_size=4)
-    logs = []
+    caplog.set_level("INFO", logger="train.distill")
     cache = tmp_path / "targets.npy"
-    targets = teacher_targets(paths, cfg, cache_file=cache, log=logs.append)
+    targets = teacher_targets(paths, cfg, cache_file=cache)
     assert targets.shape == (6, 2, 512) and targets.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(targets, axis=2), 1.0, atol=1e-5)
     # view 1 is the teachers on the mirrored image: recompute one by hand through the real models
@@ -148,12 +146,13 @@ def test_teacher_targets_flip_views_and_cache(synthetic_market, tmp_path):
     np.testing.assert_allclose(targets[3, 1], ensemble_embed(teachers, mirrored)[0], atol=1e-5)
     assert not np.allclose(targets[3, 0], targets[3, 1])
     # the second call reuses the cache; a changed image list does not
-    again = teacher_targets(paths, cfg, cache_file=cache, log=logs.append)
+    caplog.clear()
+    again = teacher_targets(paths, cfg, cache_file=cache)
     np.testing.assert_array_equal(again, targets)
-    assert any("reusing" in line for line in logs)
-    logs.clear()
-    fewer = teacher_targets(paths[:5], cfg, cache_file=cache, log=logs.append)
-    assert fewer.shape[0] == 5 and not any("reusing" in line for line in logs)
+    assert any("reusing" in line for line in caplog.messages)
+    caplog.clear()
+    fewer = teacher_targets(paths[:5], cfg, cache_file=cache)
+    assert fewer.shape[0] == 5 and not any("reusing" in line for line in caplog.messages)
 
 
 def test_teacher_loading_errors_name_the_file(tmp_path):
@@ -185,7 +184,7 @@ def _config(root, output, teachers, **sections):
 
 def test_distillation_pulls_the_embedding_to_the_teachers_and_resumes_exactly(synthetic_market, tmp_path):
     teachers = _teachers(tmp_path)
-    straight = fit(_config(synthetic_market, tmp_path / "a", teachers, optim={"lr": 0.003}), log=quiet)
+    straight = fit(_config(synthetic_market, tmp_path / "a", teachers, optim={"lr": 0.003}))
     h = straight.history
     assert {"feat", "rel", "ce", "triplet"} <= set(h[0])
     assert h[-1]["feat"] < h[0]["feat"] - 0.05  # the cosine to the teachers rises
@@ -193,8 +192,8 @@ def test_distillation_pulls_the_embedding_to_the_teachers_and_resumes_exactly(sy
     assert payload["model_config"]["embedding_relu"] is False and payload["model_config"]["bnneck"] is True
     assert (tmp_path / "a" / "teacher_targets.npy").is_file()
     # interrupted after one epoch, then resumed: the same weights as the uninterrupted run
-    fit(_config(synthetic_market, tmp_path / "b", teachers, optim={"lr": 0.003}, run={"stop_after": 1}), log=quiet)
-    resumed = fit(_config(synthetic_market, tmp_path / "b", teachers, optim={"lr": 0.003}), resume="auto", log=quiet)
+    fit(_config(synthetic_market, tmp_path / "b", teachers, optim={"lr": 0.003}, run={"stop_after": 1}))
+    resumed = fit(_config(synthetic_market, tmp_path / "b", teachers, optim={"lr": 0.003}), resume="auto")
     b = load_checkpoint(resumed.last_checkpoint)
     for key, value in payload["state_dict"].items():
         torch.testing.assert_close(b["state_dict"][key], value, rtol=0, atol=1e-6, msg=key)
@@ -204,7 +203,7 @@ def test_distillation_pulls_the_embedding_to_the_teachers_and_resumes_exactly(sy
 def test_teachers_wider_than_the_embedding_are_refused(synthetic_market, tmp_path):
     teachers = _teachers(tmp_path, dims=(256, 300))
     with pytest.raises(ValueError, match="feature_dim"):
-        fit(_config(synthetic_market, tmp_path / "run", teachers, schedule={"epochs": 1}), log=quiet)
+        fit(_config(synthetic_market, tmp_path / "run", teachers, schedule={"epochs": 1}))
 
 
 def test_signed_embedding_and_bnneck_stay_out_of_the_inference_graph():
@@ -243,7 +242,7 @@ def test_validation_identities_come_from_training_and_the_test_split_is_never_re
     result = fit(resolve_config(overrides=[{
         "data": {"root": str(root), "height": 32, "width": 16, "p": 4, "k": 4, "val_identities": 3},
         "schedule": {"epochs": 1},
-        "run": {"output": str(tmp_path / "run"), "progress": False, "tensorboard": False, "threads": 1}}]), log=quiet)
+        "run": {"output": str(tmp_path / "run"), "progress": False, "tensorboard": False, "threads": 1}}]))
     assert "mAP" in result.history[-1]
 
 
@@ -284,7 +283,7 @@ def test_real_omz_teacher_ranks_the_same_person_first():
         by_pid.setdefault(im.pid, []).append(im.path)
     pairs = [paths[:2] for pid, paths in sorted(by_pid.items())[:8]]
     cfg = DistillConfig(teachers=(str(teacher_file),), batch_size=8)
-    targets = teacher_targets([p for pair in pairs for p in pair], cfg, log=quiet)
+    targets = teacher_targets([p for pair in pairs for p in pair], cfg)
     assert targets.shape == (16, 2, 256)
     emb = targets[:, 0]
     sim = emb[0::2] @ emb[1::2].T  # person i's first image against every person's second image

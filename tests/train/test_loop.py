@@ -28,8 +28,6 @@ def config(root, output, **sections):
     return resolve_config(overrides=[base])
 
 
-def quiet(_msg: str) -> None:
-    pass
 
 
 @pytest.fixture(autouse=True)
@@ -42,7 +40,7 @@ def _one_thread():
 def test_a_few_epochs_lower_the_loss_and_raise_accuracy(synthetic_market, tmp_path):
     cfg = config(synthetic_market, tmp_path / "run", schedule={"epochs": 10, "warmup_epochs": 1},
                  optim={"lr": 0.05}, run={"eval_every": 5})
-    result = fit(cfg, log=quiet)
+    result = fit(cfg)
     h = result.history
     assert len(h) == 10
     first_loss, last_loss = (h[0]["loss"] + h[1]["loss"]) / 2, (h[-1]["loss"] + h[-2]["loss"]) / 2
@@ -64,7 +62,7 @@ def test_a_few_epochs_lower_the_loss_and_raise_accuracy(synthetic_market, tmp_pa
 
 
 def test_checkpoint_round_trip_holds_everything_needed(synthetic_market, tmp_path):
-    result = fit(config(synthetic_market, tmp_path / "run", schedule={"epochs": 1}), log=quiet)
+    result = fit(config(synthetic_market, tmp_path / "run", schedule={"epochs": 1}))
     payload = load_checkpoint(result.last_checkpoint)
     assert payload["epoch"] == 1
     assert {"optimizer", "scheduler", "metrics", "history", "train_config", "train_pid_names"} <= set(payload)
@@ -78,11 +76,11 @@ def test_checkpoint_round_trip_holds_everything_needed(synthetic_market, tmp_pat
 
 
 def test_resume_continues_exactly_like_an_uninterrupted_run(synthetic_market, tmp_path):
-    straight = fit(config(synthetic_market, tmp_path / "a", schedule={"epochs": 3}), log=quiet)
+    straight = fit(config(synthetic_market, tmp_path / "a", schedule={"epochs": 3}))
     # the same run interrupted after one epoch (run.stop_after), then resumed
-    fit(config(synthetic_market, tmp_path / "b", schedule={"epochs": 3}, run={"stop_after": 1}), log=quiet)
+    fit(config(synthetic_market, tmp_path / "b", schedule={"epochs": 3}, run={"stop_after": 1}))
     assert load_checkpoint(tmp_path / "b" / "last.pt")["epoch"] == 1
-    resumed = fit(config(synthetic_market, tmp_path / "b", schedule={"epochs": 3}), resume="auto", log=quiet)
+    resumed = fit(config(synthetic_market, tmp_path / "b", schedule={"epochs": 3}), resume="auto")
     a = load_checkpoint(straight.last_checkpoint)
     b = load_checkpoint(resumed.last_checkpoint)
     assert b["epoch"] == 3 and len(b["history"]) == 3
@@ -94,11 +92,11 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(synthetic_market, tm
 def test_resume_refuses_inference_checkpoints_and_missing_files(synthetic_market, tmp_path):
     cfg = config(synthetic_market, tmp_path / "run")
     with pytest.raises(CheckpointError, match="nothing to resume"):
-        fit(cfg, resume="auto", log=quiet)
+        fit(cfg, resume="auto")
     model = build_variant("dslnet", num_classes=8, spec=InputSpec(height=32, width=16))
     save_checkpoint(tmp_path / "infer.pt", model, inference_only=True)
     with pytest.raises(CheckpointError, match="inference checkpoint"):
-        fit(cfg, resume=str(tmp_path / "infer.pt"), log=quiet)
+        fit(cfg, resume=str(tmp_path / "infer.pt"))
 
 
 def test_init_from_another_input_size(tmp_path):
@@ -120,12 +118,12 @@ def test_init_from_another_input_size(tmp_path):
         init_from_checkpoint(different, str(tmp_path / "small.pt"))
 
 
-def test_init_from_through_fit_changes_the_input_spec(synthetic_market, tmp_path):
-    small = fit(config(synthetic_market, tmp_path / "small", schedule={"epochs": 1}), log=quiet)
-    messages = []
+def test_init_from_through_fit_changes_the_input_spec(synthetic_market, tmp_path, caplog):
+    small = fit(config(synthetic_market, tmp_path / "small", schedule={"epochs": 1}))
+    caplog.set_level("INFO", logger="train.loop")
     big = fit(config(synthetic_market, tmp_path / "big", data={"height": 48, "width": 24},
-                     model={"init_from": str(small.last_checkpoint)}, schedule={"epochs": 1}), log=messages.append)
-    assert any("initialized from" in m and "32x16 -> 48x24" in m for m in messages)
+                     model={"init_from": str(small.last_checkpoint)}, schedule={"epochs": 1}))
+    assert any("initialized from" in m and "32x16 -> 48x24" in m for m in caplog.messages)
     assert load_checkpoint(big.last_checkpoint)["input_spec"]["height"] == 48
 
 
@@ -134,7 +132,7 @@ def test_frozen_backbone_epochs_train_only_the_classifiers(synthetic_market, tmp
                  optim={"name": "amsgrad", "lr": 0.0015, "freeze_backbone_epochs": 1})
     torch.manual_seed(cfg.run.seed)
     initial = build_variant("dslnet", num_classes=8, spec=InputSpec(height=32, width=16)).state_dict()
-    trained = load_checkpoint(fit(cfg, log=quiet).last_checkpoint)["state_dict"]
+    trained = load_checkpoint(fit(cfg).last_checkpoint)["state_dict"]
     for key, value in initial.items():
         if key.startswith(("classifier.", "aux_classifier.")):
             if key.endswith("weight"):

@@ -41,7 +41,7 @@ def test_training_smoke_on_a_slice(real_data, tmp_path):
         "run": {"output": str(tmp_path), "threads": 1, "progress": False, "tensorboard": False, "max_iters": 2},
     }])
     try:
-        result = fit(cfg, log=lambda msg: None)
+        result = fit(cfg)
     finally:
         torch.set_num_threads(before)
     payload = load_checkpoint(result.last_checkpoint)
@@ -54,8 +54,7 @@ def test_training_smoke_on_a_slice(real_data, tmp_path):
 def test_peer_0267_reproduces_the_documented_numbers(real_data):
     from train.peers import evaluate_peers
 
-    rows = evaluate_peers(real_data / "cuhk03-pair1", peers_dir(real_data), names=["0267"], threads=1,
-                          log=lambda msg: None)
+    rows = evaluate_peers(real_data / "cuhk03-pair1", peers_dir(real_data), names=["0267"], threads=1)
     (row,) = rows
     # ../shared/data/README.md: 0267 R1 0.743 / mAP 0.719 (query c1 vs gallery c2, cosine)
     assert row.result.rank1 == pytest.approx(0.743, abs=0.003)
@@ -66,8 +65,7 @@ def test_peer_0287_through_openvino(real_data):
     pytest.importorskip("openvino", reason="OpenVINO IR peers need the optional openvino package")
     from train.peers import evaluate_peers
 
-    (row,) = evaluate_peers(real_data / "cuhk03-pair1", peers_dir(real_data), names=["0287"], threads=1,
-                            log=lambda msg: None)
+    (row,) = evaluate_peers(real_data / "cuhk03-pair1", peers_dir(real_data), names=["0287"], threads=1)
     # README: R1 0.743 / mAP 0.726; OpenVINO versions differ in the last digit
     assert row.result.rank1 == pytest.approx(0.743, abs=0.006)
     assert row.result.mAP == pytest.approx(0.726, abs=0.006)
