@@ -48,8 +48,10 @@ class ArtifactNotFoundError(ArtifactError, FileNotFoundError):
 class Backend(abc.ABC):
     """Base class of the inference backends.
 
-    Subclasses set ``spec`` and ``max_batch`` in ``__init__`` and implement :meth:`infer` and
-    :meth:`close`. ``thread_safe`` says whether several threads may call :meth:`infer` at once
+    Subclasses set ``spec``, ``max_batch`` and ``source`` in ``__init__`` and implement :meth:`_infer`
+    and :meth:`close`. :meth:`infer` is a template, as Polygraphy's runners are: it checks the batch
+    (:func:`check_batch`), runs :meth:`_infer`, and checks and converts what came back
+    (:func:`check_output`), so every backend refuses and reports the same way. ``thread_safe`` says whether several threads may call :meth:`infer` at once
     (ONNX Runtime sessions may; a TensorRT execution context with its reused buffers may not, so
     :class:`~dslnet_edge.engine.Engine` serializes calls for it).
     """
@@ -64,9 +66,14 @@ class Backend(abc.ABC):
     #: where the model came from (a path, or a description), for error messages
     source: str
 
-    @abc.abstractmethod
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Run the model on ``batch`` (float32 ``[N, 3, H, W]``, ``N <= max_batch``); return float32 ``[N, D]``."""
+        check_batch(batch, self.spec, self.max_batch, source=self.source)
+        return check_output(self._infer(batch), batch.shape[0], self.spec, source=self.source)
+
+    @abc.abstractmethod
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        """The backend's own run on a checked batch; returns ``[N, D]`` (any float dtype: :meth:`infer` converts)."""
 
     @abc.abstractmethod
     def close(self) -> None:

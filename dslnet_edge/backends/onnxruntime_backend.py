@@ -25,8 +25,6 @@ from dslnet_edge.backends.base import (
     ArtifactNotFoundError,
     Backend,
     BackendError,
-    check_batch,
-    check_output,
 )
 from dslnet_edge.spec import SPEC_METADATA_KEY, InputSpec
 
@@ -81,7 +79,7 @@ def _read_spec_with_onnxruntime(path: Path) -> InputSpec:
     options = ort.SessionOptions()
     options.log_severity_level = _QUIET
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = _create_session(ort, path, options, [_CPU])
+    session = _create_session(ort, str(path), options, [_CPU], source=str(path))
     return spec_from_metadata(session.get_modelmeta().custom_metadata_map, source=str(path))
 
 
@@ -116,6 +114,12 @@ class OnnxRuntimeBackend(Backend):
         max_batch: largest batch per ``run`` call (None: no limit, except a fixed batch in the graph).
         spec: the input contract of a model whose file carries none (a foreign ONNX such as an
             OMZ peer); None: read it from the metadata (an error when absent).
+        custom_ops_libraries: shared libraries of custom operators to register (e.g.
+            onnxruntime-extensions' ``get_library_path()`` for a graph with Python reference ops).
+        session_options: an ``onnxruntime.SessionOptions`` to use (the backend sets its log level,
+            threads and custom op libraries on it).
+
+    Use :meth:`from_model` for a model held in memory (an ``onnx.ModelProto`` or its bytes).
     """
 
     name = "onnxruntime"
@@ -137,22 +141,63 @@ class OnnxRuntimeBackend(Backend):
         inter_op_threads: int | None = None,
         max_batch: int | None = None,
         spec: InputSpec | None = None,
+        custom_ops_libraries: Sequence[str | os.PathLike] = (),
+        session_options=None,
     ):
+        self.path = _existing_file(path, what="ONNX model")
+        self._open(str(self.path), str(self.path), device=device, providers=providers, intra_op_threads=intra_op_threads,
+                   inter_op_threads=inter_op_threads, max_batch=max_batch, spec=spec,
+                   custom_ops_libraries=custom_ops_libraries, session_options=session_options)
+
+    @classmethod
+    def from_model(
+        cls,
+        model,
+        *,
+        source: str = "in-memory ONNX model",
+        device: str = "cpu",
+        providers: Sequence[Provider] | None = None,
+        intra_op_threads: int | None = None,
+        inter_op_threads: int | None = None,
+        max_batch: int | None = None,
+        spec: InputSpec | None = None,
+        custom_ops_libraries: Sequence[str | os.PathLike] = (),
+        session_options=None,
+    ) -> OnnxRuntimeBackend:
+        """A backend on an ONNX model in memory: an ``onnx.ModelProto`` or its serialized bytes.
+
+        The same checks as a file (the input contract from the metadata unless ``spec`` is given,
+        one image input, the embedding output); ``source`` names it in messages.
+        """
+        if hasattr(model, "SerializeToString"):  # an onnx.ModelProto (onnx itself is not imported here)
+            model = model.SerializeToString()
+        if not isinstance(model, (bytes, bytearray)) or not model:
+            raise TypeError(f"model must be an onnx.ModelProto or its non-empty serialized bytes, got {type(model).__name__}")
+        self = cls.__new__(cls)
+        self.path = None
+        self._open(bytes(model), source, device=device, providers=providers, intra_op_threads=intra_op_threads,
+                   inter_op_threads=inter_op_threads, max_batch=max_batch, spec=spec,
+                   custom_ops_libraries=custom_ops_libraries, session_options=session_options)
+        return self
+
+    def _open(self, model: str | bytes, source: str, *, device, providers, intra_op_threads, inter_op_threads, max_batch,
+              spec, custom_ops_libraries, session_options) -> None:
         if spec is not None and not isinstance(spec, InputSpec):
             raise TypeError(f"spec must be an InputSpec, got {type(spec).__name__}")
-        self.path = _existing_file(path, what="ONNX model")
-        self.source = str(self.path)
+        self.source = source
         ort = _import_onnxruntime()
         requested = list(providers) if providers is not None else providers_for_device(device)
         _check_providers_available(ort, requested, source=self.source)
-        options = ort.SessionOptions()
+        options = session_options if session_options is not None else ort.SessionOptions()
         options.log_severity_level = _QUIET
+        for library in custom_ops_libraries:
+            options.register_custom_ops_library(str(library))
         for attr, value in (("intra_op_num_threads", intra_op_threads), ("inter_op_num_threads", inter_op_threads)):
             if value is not None:
                 if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                     raise ValueError(f"{attr.replace('_num', '')} must be an integer >= 0 (0 = ONNX Runtime's default), got {value!r}")
                 setattr(options, attr, value)
-        self._session = _create_session(ort, self.path, options, requested)
+        self._session = _create_session(ort, model, options, requested, source=self.source)
         _check_providers_used(self._session, requested, source=self.source)
         self.providers = list(self._session.get_providers())
         if self.providers != [_CPU]:
@@ -187,8 +232,7 @@ class OnnxRuntimeBackend(Backend):
         fixed = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
         return inp.name, out.name, dtypes[inp.type], fixed
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        check_batch(batch, self.spec, self.max_batch, source=self.source)
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
         n = batch.shape[0]
         feed = batch
         if self._fixed_batch is not None and n < self._fixed_batch:  # a fixed-batch graph: pad, then drop the padding
@@ -197,7 +241,7 @@ class OnnxRuntimeBackend(Backend):
         if feed.dtype != self._input_dtype:
             feed = feed.astype(self._input_dtype)
         (output,) = self._session.run([self._output], {self._input: feed})
-        return check_output(output[:n], n, self.spec, source=self.source)
+        return output[:n]
 
     def close(self) -> None:
         self._session = None  # the session frees its memory when collected
@@ -228,12 +272,12 @@ def _existing_file(path: str | os.PathLike, *, what: str) -> Path:
     return path
 
 
-def _create_session(ort, path: Path, options, providers: list[Provider]):
+def _create_session(ort, model: str | bytes, options, providers: list[Provider], *, source: str):
     try:
-        return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        return ort.InferenceSession(model, sess_options=options, providers=providers)
     except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf/... classes
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ArtifactError(f"{path} could not be loaded by ONNX Runtime (corrupt, truncated or not ONNX?): {first}") from None
+        raise ArtifactError(f"{source} could not be loaded by ONNX Runtime (corrupt, truncated or not ONNX?): {first}") from None
 
 
 def _provider_name(provider: Provider) -> str:

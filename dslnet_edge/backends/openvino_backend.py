@@ -47,8 +47,6 @@ from dslnet_edge.backends.base import (
     ArtifactNotFoundError,
     Backend,
     BackendError,
-    check_batch,
-    check_output,
 )
 from dslnet_edge.backends.precision_check import CHECK_MIN_COSINE, min_row_cosine, person_like_crops
 from dslnet_edge.spec import SPEC_METADATA_KEY, InputSpec
@@ -265,12 +263,10 @@ class OpenVinoBackend(Backend):
             self._local.compiled = self._compiled
         return request
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
         if self._compiled is None:
             raise RuntimeError(f"{self.source}: this OpenVINO backend is closed")
-        check_batch(batch, self.spec, self.max_batch, source=self.source)
-        output = self._run(self._compiled, batch)
-        return check_output(output, batch.shape[0], self.spec, source=self.source)
+        return self._run(self._compiled, batch)
 
     def close(self) -> None:
         self._compiled = None

@@ -52,8 +52,6 @@ from dslnet_edge.backends.base import (
     ArtifactNotFoundError,
     Backend,
     BackendError,
-    check_batch,
-    check_output,
 )
 from dslnet_edge.backends.cuda_memory import open_cuda
 from dslnet_edge.backends.tensorrt_sidecar import (
@@ -198,8 +196,7 @@ class TensorRTBackend(Backend):
             return None
         return self._host_in
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        check_batch(batch, self.spec, self.max_batch, source=self.source)
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
         n = batch.shape[0]
         rows = max(n, self._min_rows)
         with self._lock:
@@ -217,8 +214,7 @@ class TensorRTBackend(Backend):
                     raise BackendError(f"{self.source}: TensorRT execution failed: {said}")
                 self._cuda.to_host(self._host_out[:rows], self._dev_out)
                 self._cuda.synchronize()
-            output = self._host_out[:n].astype(np.float32, copy=True)  # the pinned buffer is reused next call
-        return check_output(output, n, self.spec, source=self.source)
+            return self._host_out[:n].astype(np.float32, copy=True)  # the pinned buffer is reused next call
 
     def close(self) -> None:
         for attr in ("_context", "_engine", "_runtime"):

@@ -22,7 +22,7 @@ import urllib.parse
 
 import numpy as np
 
-from dslnet_edge.backends.base import ArtifactError, Backend, BackendError, check_batch, check_output
+from dslnet_edge.backends.base import ArtifactError, Backend, BackendError
 from dslnet_edge.spec import InputSpec
 
 __all__ = ["TritonClientBackend", "parse_triton_url", "SCHEMES", "SPEC_PARAMETER"]
@@ -103,8 +103,7 @@ class TritonClientBackend(Backend):
         except Exception as exc:
             raise BackendError(f"cannot read the model config of {self.source}: {_message(exc)}") from None
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
-        check_batch(batch, self.spec, self.max_batch, source=self.source)
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
         m = self._client_module
         request = m.InferInput(self._input, list(batch.shape), "FP32")
         request.set_data_from_numpy(np.ascontiguousarray(batch))
@@ -117,7 +116,7 @@ class TritonClientBackend(Backend):
                 result = self._client.infer(self.model, [request], model_version=self.version, outputs=wanted)
         except Exception as exc:
             raise BackendError(f"{self.source}: inference failed on the server: {_message(exc)}") from None
-        return check_output(result.as_numpy(self._output), len(batch), self.spec, source=self.source)
+        return result.as_numpy(self._output)
 
     def close(self) -> None:
         client, self._client = getattr(self, "_client", None), None

@@ -75,7 +75,7 @@ class NormalizingBackend(Backend):
         self._scale = (1.0 / ((hi - lo) * std)).astype(np.float32)
         self._shift = (-(lo / (hi - lo)) / std - mean / std).astype(np.float32)
 
-    def infer(self, batch: np.ndarray) -> np.ndarray:
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
         return self.inner.infer((batch * self._scale + self._shift).astype(np.float32, copy=False))
 
     def close(self) -> None:

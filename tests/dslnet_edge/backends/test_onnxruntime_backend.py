@@ -195,3 +195,60 @@ def test_loading_prints_no_onnxruntime_warnings(tmp_path, capfd, with_spec):
 
 def test_cpu_sessions_prefer_a_small_batch_gpu_ones_do_not(model_path):
     assert OnnxRuntimeBackend(model_path).preferred_batch == 8
+
+
+# -- an in-memory model, and the infer template ----------------------------------------------------
+def test_from_model_runs_a_proto_and_its_bytes_like_the_file(model_path, rng):
+    import onnx
+
+    batch = _batch(rng, 3)
+    proto = onnx.load(model_path)
+    expected = OnnxRuntimeBackend(model_path).infer(batch)
+    for model in (proto, proto.SerializeToString()):
+        backend = OnnxRuntimeBackend.from_model(model, source="the test's model", intra_op_threads=1)
+        assert backend.spec == SPEC and backend.path is None and "the test's model" in repr(backend)
+        np.testing.assert_array_equal(backend.infer(batch), expected)
+    with pytest.raises(ArtifactError, match="the test's model could not be loaded by ONNX Runtime"):
+        OnnxRuntimeBackend.from_model(b"\x08\x07not a protobuf" * 10, source="the test's model")
+    with pytest.raises(TypeError, match="ModelProto"):
+        OnnxRuntimeBackend.from_model(str(model_path))
+
+
+def test_from_model_uses_given_session_options(model_path):
+    import onnx
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    backend = OnnxRuntimeBackend.from_model(onnx.load(model_path), session_options=options)
+    assert backend.infer(np.zeros((1, 3, 16, 8), np.float32)).shape == (1, 32)
+    assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+
+
+def test_infer_is_a_template_checks_then_run_then_output_checks(rng):
+    from dslnet_edge.backends.base import Backend
+
+    class Scripted(Backend):
+        """Returns what it is told to; records what reached it."""
+
+        def __init__(self, output):
+            self.spec, self.max_batch, self.source = SPEC, 4, "scripted.onnx"
+            self.output, self.seen = output, []
+
+        def _infer(self, batch):
+            self.seen.append(batch.shape)
+            return self.output(batch)
+
+        def close(self):
+            pass
+
+    good = Scripted(lambda b: np.ones((len(b), 32), np.float16))
+    out = good.infer(_batch(rng, 2))
+    assert out.dtype == np.float32 and out.shape == (2, 32)  # converted by the template
+    with pytest.raises(ValueError, match="exceeds the model's max batch 4"):
+        good.infer(_batch(rng, 5))
+    with pytest.raises(ValueError, match="float32"):
+        good.infer(_batch(rng, 2).astype(np.float64))
+    assert good.seen == [(2, 3, 16, 8)]  # refused batches never reached _infer
+    with pytest.raises(ArtifactError, match=r"scripted\.onnx: the model returned shape \(2, 31\)"):
+        Scripted(lambda b: np.ones((len(b), 31), np.float32)).infer(_batch(rng, 2))
