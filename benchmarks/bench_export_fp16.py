@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     from dslnet_edge.comparison import Tolerances, compare
     from dslnet_edge.preprocessing import preprocess
     from export.onnx import export_onnx
-    from export.parity import default_crops_dir, load_crops, ort_runner, ort_session
+    from export.parity import backend_runner, default_crops_dir, load_crops, ort_backend
     from export.precision import FP16_TOLERANCES, sensitive_nodes, to_fp16
 
     args.crops = args.crops or default_crops_dir()
@@ -85,11 +85,11 @@ def main(argv: list[str] | None = None) -> int:
         "L2 norm + CSS heads fp32": norm_out | css_heads,
         "export default (all three)": keep,
     }
-    reference = ort_runner(ort_session(fp32))
+    reference = backend_runner(ort_backend(fp32))
     print(f"model: {source}; {len(x)} real crops from {args.crops}; FP16_TOLERANCES {FP16_TOLERANCES}")
     print(f"{'fp32 kept':28} | {'max|diff|':>9} {'min cos':>10} {'mean cos':>10}")
     for name, nodes in variants.items():
-        result = compare({"fp32": reference, "fp16": ort_runner(ort_session(to_fp16(fp32, keep_fp32=nodes)))}, x,
+        result = compare({"fp32": reference, "fp16": backend_runner(ort_backend(to_fp16(fp32, keep_fp32=nodes)))}, x,
                          tolerances=Tolerances(max_abs=None, min_cosine=-1.0))
         print(f"{name:28} | {result.max_abs:9.2e} {result.min_cosine:10.6f} {result.mean_cosine:10.6f}")
     return 0

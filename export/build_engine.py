@@ -29,8 +29,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from dslnet_edge._io import atomic_write, file_sha256
 from dslnet_edge.backends.tensorrt_sidecar import EnginePlugin, EngineSidecar, write_engine_sidecar
 from dslnet_edge.errors import DslnetError
@@ -259,21 +257,21 @@ def _validated_onnx(path: Path) -> InputSpec:
 
 
 def _ort_runner(path: Path):
-    from export.parity import ort_runner, ort_session
+    from export.parity import backend_runner, ort_backend
 
-    return ort_runner(ort_session(path))
+    return backend_runner(ort_backend(path))
 
 
 def _make_plugin_onnx(model, plain: Path, out: Path, spec: InputSpec, config: EngineBuildConfig, *, aot: bool) -> Path:
-    from export.parity import FP32_TOLERANCES, check_parity, ort_runner
+    from export.parity import FP32_TOLERANCES, backend_runner, check_parity
     from export.plugin.graph import plugin_model_from_torch, plugin_nodes
-    from export.plugin.ort_reference import reference_session
+    from export.plugin.ort_reference import reference_backend
 
     proto = plugin_model_from_torch(model, aot=aot)
     _log.info(f"plugin flavour: {len(plugin_nodes(proto))} {plugin_nodes(proto)[0].op_type} nodes")
 
     def check(tmp: Path):
-        runners = {"plain": _ort_runner(plain), "plugin (reference op)": ort_runner(reference_session(proto))}
+        runners = {"plain": _ort_runner(plain), "plugin (reference op)": backend_runner(reference_backend(proto))}
         return check_parity(runners, spec, tolerances=FP32_TOLERANCES, label="plugin vs plain (onnxruntime)",
                             crops_dir=config.crops_dir, num_crops=config.num_crops)
 
@@ -283,15 +281,15 @@ def _make_plugin_onnx(model, plain: Path, out: Path, spec: InputSpec, config: En
 
 
 def _make_fp16_onnx(fp32: Path, plain: Path, out: Path, spec: InputSpec, config: EngineBuildConfig) -> Path:
-    from export.parity import check_parity, ort_runner
+    from export.parity import backend_runner, check_parity
     from export.plugin.graph import plugin_nodes
-    from export.plugin.ort_reference import reference_session
+    from export.plugin.ort_reference import reference_backend
     from export.precision import FP16_TOLERANCES, to_fp16
 
     proto = to_fp16(load_onnx(fp32))
 
     def check(tmp: Path):
-        candidate = ort_runner(reference_session(proto)) if plugin_nodes(proto) else _ort_runner(tmp)
+        candidate = backend_runner(reference_backend(proto)) if plugin_nodes(proto) else _ort_runner(tmp)
         return check_parity({"fp32": _ort_runner(plain), "fp16": candidate}, spec, tolerances=FP16_TOLERANCES,
                             label="fp16 vs fp32 (onnxruntime)", crops_dir=config.crops_dir, num_crops=config.num_crops)
 
@@ -461,7 +459,7 @@ def _verify(engine_path: Path, prepared: PreparedOnnx, config: EngineBuildConfig
     from dslnet_edge.backends.base import BackendError
     from dslnet_edge.backends.tensorrt_backend import TensorRTBackend
     from dslnet_edge.comparison import Tolerances
-    from export.parity import check_parity
+    from export.parity import backend_runner, check_parity
     from export.precision import FP16_TOLERANCES, INT8_SANITY_TOLERANCES
     from export.tensorrt_build import BuildError
 
@@ -475,15 +473,10 @@ def _verify(engine_path: Path, prepared: PreparedOnnx, config: EngineBuildConfig
             _log.info("note: no FP32 reference ONNX: the engine was loaded but not compared")
             return {"verified": False, "loaded": True, "reason": "no FP32 reference ONNX"}
 
-        def run(batch: np.ndarray) -> dict[str, np.ndarray]:
-            batch = np.ascontiguousarray(batch, dtype=np.float32)
-            step = backend.max_batch
-            return {OUTPUT_NAME: np.concatenate([backend.infer(batch[i:i + step]) for i in range(0, len(batch), step)])}
-
         # FP32 engines may use TF32 convolutions: a cosine bound, with max|diff| loosened accordingly.
         tolerances = {"fp32": Tolerances(max_abs=5e-3, min_cosine=0.9999), "fp16": FP16_TOLERANCES,
                       "int8": INT8_SANITY_TOLERANCES}[prepared.precision]
-        report = check_parity({"onnxruntime fp32": _ort_runner(prepared.reference_onnx), "tensorrt": run},
+        report = check_parity({"onnxruntime fp32": _ort_runner(prepared.reference_onnx), "tensorrt": backend_runner(backend)},
                               prepared.spec, tolerances=tolerances, label=f"tensorrt {prepared.precision} vs onnxruntime fp32",
                               crops_dir=config.crops_dir, num_crops=config.num_crops)
     except BackendError as exc:

@@ -350,12 +350,12 @@ def write_checked(proto: onnx.ModelProto, path: str | os.PathLike, check) -> tup
 
 def export_checked(model: DSLNet, config: OnnxExportConfig) -> Path:
     """Export ``model`` to ``config.out`` with the parity report (ONNX Runtime vs PyTorch)."""
-    from export.parity import check_parity, ort_runner, ort_session, torch_runner
+    from export.parity import backend_runner, check_parity, ort_backend, torch_backend
 
     proto = onnx_model_from_torch(model, opset=config.opset, dynamic_batch=config.dynamic_batch)
 
     def check(tmp: Path):
-        runners = {"pytorch": torch_runner(model), "onnxruntime": ort_runner(ort_session(tmp))}
+        runners = {"pytorch": backend_runner(torch_backend(model)), "onnxruntime": backend_runner(ort_backend(tmp))}
         return check_parity(
             runners,
             model.spec,

@@ -1,8 +1,10 @@
 """Parity checks run on every export: the graph in ONNX Runtime against PyTorch (or another graph).
 
-The comparison itself is :func:`dslnet_edge.comparison.compare`; this module only brings the
-runners (PyTorch, ONNX Runtime) and the inputs: random 0-255 images and, when available, real
-person crops through the one preprocessing function :func:`dslnet_edge.preprocessing.preprocess`.
+The comparison itself is :func:`dslnet_edge.comparison.compare` and the models run in the
+runtime's own backends (:mod:`dslnet_edge.backends`: PyTorch, ONNX Runtime from a file or from
+memory, TensorRT); this module only brings the inputs (random 0-255 images and, when available,
+real person crops through the one preprocessing function :func:`dslnet_edge.preprocessing.preprocess`)
+and :func:`backend_runner`, which hands a backend to ``compare`` under the graph's output name.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from dslnet_edge.spec import InputSpec
 from export.contract import OUTPUT_NAME, random_images
 
 if TYPE_CHECKING:
+    from dslnet_edge.backends.base import Backend
+    from dslnet_edge.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from dslnet_edge.backends.torch_backend import TorchBackend
     from dslnet_edge.model import DSLNet
 
 __all__ = [
@@ -29,9 +34,9 @@ __all__ = [
     "ParityReport",
     "default_crops_dir",
     "load_crops",
-    "torch_runner",
-    "ort_runner",
-    "ort_session",
+    "backend_runner",
+    "torch_backend",
+    "ort_backend",
     "parity_inputs",
     "check_parity",
 ]
@@ -120,58 +125,45 @@ def parity_inputs(
 
 
 # ---------------------------------------------------------------------------------------------
-# runners
+# the models, run by the runtime's backends
 # ---------------------------------------------------------------------------------------------
-def torch_runner(model: DSLNet, *, batch_size: int = 8) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
-    """PyTorch eval-mode embeddings, on the model's device, in sub-batches."""
-    import torch
+def backend_runner(backend: Backend) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """``backend`` as a :func:`~dslnet_edge.comparison.compare` runner: its embeddings under the graph's
+    output name, in sub-batches of its ``max_batch`` (a fixed-batch graph or a TensorRT profile)."""
 
-    model.eval()
-    param = next(model.parameters())
-
-    def run(batch: np.ndarray) -> np.ndarray:
-        outs = []
-        with torch.no_grad():
-            for start in range(0, len(batch), batch_size):
-                x = torch.from_numpy(np.ascontiguousarray(batch[start : start + batch_size])).to(param.device, param.dtype)
-                outs.append(model(x).float().cpu().numpy())
-        return {OUTPUT_NAME: np.concatenate(outs)}
+    def run(batch: np.ndarray) -> dict[str, np.ndarray]:
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        step = backend.max_batch or len(batch)
+        return {OUTPUT_NAME: np.concatenate([backend.infer(batch[i : i + step]) for i in range(0, len(batch), step)])}
 
     return run
 
 
-def ort_session(model: str | os.PathLike | bytes | onnx.ModelProto, *, custom_ops: bool = False, threads: int = 0):
-    """A CPU ONNX Runtime session; ``custom_ops`` loads onnxruntime-extensions' custom-op library."""
-    import onnxruntime as ort
+def torch_backend(model: DSLNet) -> TorchBackend:
+    """The PyTorch backend on an in-memory model (eval mode, on the device its weights are on)."""
+    from dslnet_edge.backends.torch_backend import TorchBackend
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = threads
+    return TorchBackend.from_model(model, device=str(next(model.parameters()).device), source="the PyTorch model")
+
+
+def ort_backend(
+    model: str | os.PathLike | bytes | onnx.ModelProto, *, custom_ops: bool = False, threads: int = 0
+) -> OnnxRuntimeBackend:
+    """The ONNX Runtime CPU backend on a file or an in-memory model.
+
+    ``custom_ops`` registers onnxruntime-extensions' custom-op library (the CSS plugin's reference op).
+    """
+    from dslnet_edge.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+    libraries = []
     if custom_ops:
         from onnxruntime_extensions import get_library_path
 
-        options.register_custom_ops_library(get_library_path())
-    if isinstance(model, onnx.ModelProto):
-        model = model.SerializeToString()
-    elif not isinstance(model, bytes):
-        model = str(model)
-    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-
-
-def ort_runner(session, *, batch_size: int = 8) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
-    """Embeddings from an ONNX Runtime session (inputs cast to the graph's input type)."""
-    (inp,) = session.get_inputs()
-    dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
-
-    def run(batch: np.ndarray) -> np.ndarray:
-        outs = []
-        for start in range(0, len(batch), batch_size):
-            x = np.ascontiguousarray(batch[start : start + batch_size], dtype=dtype)
-            outs.append(session.run([OUTPUT_NAME], {inp.name: x})[0].astype(np.float32))
-        return {OUTPUT_NAME: np.concatenate(outs)}
-
-    return run
+        libraries.append(get_library_path())
+    options = {"device": "cpu", "intra_op_threads": threads or None, "custom_ops_libraries": libraries}
+    if isinstance(model, (bytes, onnx.ModelProto)):
+        return OnnxRuntimeBackend.from_model(model, **options)
+    return OnnxRuntimeBackend(model, **options)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from onnx import TensorProto, helper
 
 from export.plugin import NUM_STREAMS, PLUGIN_DOMAIN, PLUGIN_NAME
 
-__all__ = ["ORT_CONTRIB_DOMAIN", "register_reference_op", "for_onnxruntime", "reference_session", "css_numpy"]
+__all__ = ["ORT_CONTRIB_DOMAIN", "register_reference_op", "for_onnxruntime", "reference_backend", "css_numpy"]
 
 ORT_CONTRIB_DOMAIN = "ai.onnx.contrib"
 _registered = False
@@ -91,12 +91,12 @@ def for_onnxruntime(proto: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def reference_session(proto: onnx.ModelProto, *, threads: int = 0):
-    """An ONNX Runtime CPU session running ``proto``'s plugin nodes with the reference op."""
-    from export.parity import ort_session
+def reference_backend(proto: onnx.ModelProto, *, threads: int = 0):
+    """The ONNX Runtime CPU backend running ``proto``'s plugin nodes with the reference op."""
+    from export.parity import ort_backend
 
     register_reference_op()
-    return ort_session(for_onnxruntime(proto), custom_ops=True, threads=threads)
+    return ort_backend(for_onnxruntime(proto), custom_ops=True, threads=threads)
 
 
 def _elem_types(model: onnx.ModelProto) -> dict[str, int]:

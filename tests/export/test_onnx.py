@@ -20,7 +20,7 @@ from export.onnx import (
     spec_from_onnx,
     write_checked,
 )
-from export.parity import FP32_TOLERANCES, ort_runner, ort_session, torch_runner
+from export.parity import FP32_TOLERANCES, backend_runner, ort_backend, torch_backend
 
 
 def _dims(value) -> list:
@@ -98,7 +98,10 @@ def test_metadata_round_trip(onnx_path, model):
     meta = {p.key: p.value for p in onnx.load(onnx_path).metadata_props}
     assert InputSpec.from_json(meta[SPEC_METADATA_KEY]) == model.spec
     # ONNX Runtime (what the runtime reads) sees the same entry
-    assert InputSpec.from_json(ort_session(onnx_path).get_modelmeta().custom_metadata_map[SPEC_METADATA_KEY]) == model.spec
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    assert InputSpec.from_json(session.get_modelmeta().custom_metadata_map[SPEC_METADATA_KEY]) == model.spec
 
 
 def test_set_input_spec_replaces_the_entry(onnx_path):
@@ -111,12 +114,12 @@ def test_set_input_spec_replaces_the_entry(onnx_path):
 @pytest.mark.parametrize("batch", [1, 3])
 def test_parity_with_pytorch_at_any_batch(onnx_path, model, batch):
     result = compare(
-        {"pytorch": torch_runner(model), "onnxruntime": ort_runner(ort_session(onnx_path))},
+        {"pytorch": backend_runner(torch_backend(model)), "onnxruntime": backend_runner(ort_backend(onnx_path))},
         random_images(model.spec, batch, seed=batch),
         tolerances=FP32_TOLERANCES,
     )
     assert result.passed, result.format()
-    norms = np.linalg.norm(ort_runner(ort_session(onnx_path))(random_images(model.spec, 2))["embeddings"], axis=1)
+    norms = np.linalg.norm(backend_runner(ort_backend(onnx_path))(random_images(model.spec, 2))["embeddings"], axis=1)
     np.testing.assert_allclose(norms, 1.0, atol=1e-5)  # L2-normalized
 
 
@@ -174,7 +177,7 @@ def test_broken_parity_writes_nothing(onnx_path, make_model, tmp_path):
 
     def check(tmp):
         return compare(
-            {"pytorch": torch_runner(other), "onnxruntime": ort_runner(ort_session(tmp))},
+            {"pytorch": backend_runner(torch_backend(other)), "onnxruntime": backend_runner(ort_backend(tmp))},
             random_images(other.spec, 2),
             tolerances=FP32_TOLERANCES,
         )

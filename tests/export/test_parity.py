@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from dslnet_edge.preprocessing import preprocess
-from export.parity import check_parity, load_crops, ort_runner, ort_session, parity_inputs, torch_runner
+from export.parity import backend_runner, check_parity, load_crops, ort_backend, parity_inputs, torch_backend
 
 
 def _write_crops(folder, rng, n):
@@ -49,7 +49,7 @@ def test_crop_folder_errors(tmp_path, rng, setup, error, message):
 
 def test_real_crop_parity(model, onnx_path, real_data):
     report = check_parity(
-        {"pytorch": torch_runner(model), "onnxruntime": ort_runner(ort_session(onnx_path))},
+        {"pytorch": backend_runner(torch_backend(model)), "onnxruntime": backend_runner(ort_backend(onnx_path))},
         model.spec,
         num_random=2,
         crops_dir=real_data / "cuhk03-pair1" / "query",

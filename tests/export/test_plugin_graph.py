@@ -11,10 +11,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 from dslnet_edge.comparison import compare
 from export.onnx import ExportError, random_images, spec_from_onnx
-from export.parity import FP32_TOLERANCES, ort_runner, ort_session
+from export.parity import FP32_TOLERANCES, backend_runner, ort_backend
 from export.plugin import NUM_STREAMS, PLUGIN_DOMAIN, PLUGIN_NAME, PLUGIN_NAMESPACE
 from export.plugin.graph import css_marked, plugin_model_from_torch, plugin_nodes, set_aot
-from export.plugin.ort_reference import css_numpy, for_onnxruntime, reference_session
+from export.plugin.ort_reference import css_numpy, for_onnxruntime, reference_backend
 from export.precision import FP16_TOLERANCES, check_strongly_typed, to_fp16
 
 
@@ -67,7 +67,7 @@ def test_set_aot(plugin_proto):
 
 def test_plugin_graph_in_onnxruntime_equals_the_plain_graph(plugin_proto, onnx_path, model):
     result = compare(
-        {"plain": ort_runner(ort_session(onnx_path)), "plugin": ort_runner(reference_session(plugin_proto))},
+        {"plain": backend_runner(ort_backend(onnx_path)), "plugin": backend_runner(reference_backend(plugin_proto))},
         random_images(model.spec, 3),
         tolerances=FP32_TOLERANCES,
     )
@@ -81,7 +81,7 @@ def test_fp16_plugin_graph(plugin_proto, onnx_path, model):
     for node in plugin_nodes(half):  # streams in float16 (casts in front), FC weights float32
         assert {types[w] for w in node.input[NUM_STREAMS:]} == {TensorProto.FLOAT}
     result = compare(
-        {"fp32": ort_runner(ort_session(onnx_path)), "plugin fp16": ort_runner(reference_session(half))},
+        {"fp32": backend_runner(ort_backend(onnx_path)), "plugin fp16": backend_runner(reference_backend(half))},
         random_images(model.spec, 3),
         tolerances=FP16_TOLERANCES,
     )
@@ -104,7 +104,16 @@ def test_reference_op_is_css_reference(rng):
                             plugin_namespace=PLUGIN_NAMESPACE)
     graph = helper.make_graph([node], "css", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(PLUGIN_DOMAIN, 1)])
-    (out,) = reference_session(proto).run(None, dict(zip(names, streams)))
+    import onnxruntime as ort
+    from onnxruntime_extensions import get_library_path
+
+    from export.plugin.ort_reference import register_reference_op
+
+    register_reference_op()  # a single-node graph, not an embedding model: a plain session runs it
+    options = ort.SessionOptions()
+    options.register_custom_ops_library(get_library_path())
+    session = ort.InferenceSession(for_onnxruntime(proto).SerializeToString(), options, providers=["CPUExecutionProvider"])
+    (out,) = session.run(None, dict(zip(names, streams)))
     expected = css_reference([torch.from_numpy(s) for s in streams], *(torch.from_numpy(x) for x in weights)).numpy()
     np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(css_numpy(*streams, *weights), expected, rtol=0, atol=0)

@@ -11,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from dslnet_edge.comparison import compare
 from export.onnx import ExportError, random_images, spec_from_onnx
-from export.parity import ort_runner, ort_session
+from export.parity import backend_runner, ort_backend
 from export.precision import (
     FP16_TOLERANCES,
     StrongTypingError,
@@ -66,7 +66,7 @@ def test_fp16_graph_types(fp16):
 
 def test_fp16_agrees_with_fp32(fp32, fp16, model):
     x = random_images(model.spec, 4)
-    result = compare({"fp32": ort_runner(ort_session(fp32)), "fp16": ort_runner(ort_session(fp16))}, x,
+    result = compare({"fp32": backend_runner(ort_backend(fp32)), "fp16": backend_runner(ort_backend(fp16))}, x,
                      tolerances=FP16_TOLERANCES, label="fp16 vs fp32")
     assert result.passed, result.format()
     assert result.max_abs > 0  # it really computed in float16
