@@ -132,9 +132,7 @@ def backend_runner(backend: Backend) -> Callable[[np.ndarray], dict[str, np.ndar
     output name, in sub-batches of its ``max_batch`` (a fixed-batch graph or a TensorRT profile)."""
 
     def run(batch: np.ndarray) -> dict[str, np.ndarray]:
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        step = backend.max_batch or len(batch)
-        return {OUTPUT_NAME: np.concatenate([backend.infer(batch[i : i + step]) for i in range(0, len(batch), step)])}
+        return {OUTPUT_NAME: backend.infer_all(batch)}
 
     return run
 

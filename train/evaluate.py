@@ -109,20 +109,11 @@ def embed_images(images: Sequence[np.ndarray], spec: InputSpec, embed: Embedder,
 
 
 def torch_embedder(model, *, device=None, channels_last: bool = True) -> Embedder:
-    """Wrap a DSLNet (put in eval mode) as an :data:`Embedder`."""
-    import torch
+    """A DSLNet (put in eval mode) as an :data:`Embedder`: the runtime's PyTorch backend on it."""
+    from dslnet_edge.backends.torch_backend import TorchBackend
 
     device = device or next(model.parameters()).device
-    model.eval()
-
-    def embed(batch: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(batch).to(device)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode():
-            return model(x).float().cpu().numpy()
-
-    return embed
+    return TorchBackend.from_model(model, device=str(device), channels_last=channels_last, source="the model").infer
 
 
 def evaluate_embeddings(
@@ -222,8 +213,10 @@ def load_embedder(path: str | os.PathLike, *, threads: int = 0) -> tuple[Embedde
     if not path.exists():
         raise FileNotFoundError(f"model {path} does not exist")
     if path.suffix == ".onnx":
-        spec = onnx_input_spec(path)
-        return onnx_embedder(path, threads=threads), spec
+        from dslnet_edge.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+        spec = onnx_input_spec(path)  # refuses a foreign ONNX with the hint to use train.peers
+        return OnnxRuntimeBackend(path, device="cpu", intra_op_threads=threads or None).infer_all, spec
     import torch
 
     from dslnet_edge.model.checkpoint import load_model

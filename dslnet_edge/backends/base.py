@@ -79,6 +79,16 @@ class Backend(abc.ABC):
     def close(self) -> None:
         """Release the session/engine/device memory. Calling it twice is harmless."""
 
+    def infer_all(self, batch: np.ndarray) -> np.ndarray:
+        """:meth:`infer` on a batch of any size, in slices of at most ``max_batch`` (a fixed-batch
+        graph, an engine profile); a plain call when there is no limit. For checks and
+        evaluation; :class:`~dslnet_edge.engine.Engine` does its own sub-batching with buffers."""
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        step = self.max_batch or len(batch)
+        if len(batch) <= step:
+            return self.infer(batch)
+        return np.concatenate([self.infer(batch[i : i + step]) for i in range(0, len(batch), step)])
+
     def input_buffer(self, n: int) -> np.ndarray | None:
         """A float32 ``[>=n, 3, H, W]`` host buffer that :meth:`infer` reads without a copy, or None.
 

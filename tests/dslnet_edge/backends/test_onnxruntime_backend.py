@@ -252,3 +252,13 @@ def test_infer_is_a_template_checks_then_run_then_output_checks(rng):
     assert good.seen == [(2, 3, 16, 8)]  # refused batches never reached _infer
     with pytest.raises(ArtifactError, match=r"scripted\.onnx: the model returned shape \(2, 31\)"):
         Scripted(lambda b: np.ones((len(b), 31), np.float32)).infer(_batch(rng, 2))
+
+
+def test_infer_all_slices_by_max_batch(tmp_path, rng):
+    fixed = OnnxRuntimeBackend(tiny_embedding_onnx(tmp_path / "fixed.onnx", SPEC, fixed_batch=1))
+    dynamic = OnnxRuntimeBackend(tiny_embedding_onnx(tmp_path / "dynamic.onnx", SPEC))
+    batch = _batch(rng, 5)
+    assert fixed.max_batch == 1
+    with pytest.raises(ValueError, match="exceeds the model's max batch 1"):
+        fixed.infer(batch)
+    np.testing.assert_allclose(fixed.infer_all(batch), dynamic.infer(batch), rtol=1e-6, atol=1e-6)

@@ -79,6 +79,9 @@ def test_from_model_wraps_a_model_in_memory(artefacts, rng):
     batch = preprocess(random_crops(rng, 2), SPEC)
     np.testing.assert_allclose(TorchBackend.from_model(model).infer(batch), TorchBackend(checkpoint).infer(batch), atol=1e-6)
     assert not model.training
+    # channels-last input (what training's evaluation feeds): the same embeddings
+    fast = TorchBackend.from_model(model.to(memory_format=torch.channels_last), channels_last=True)
+    np.testing.assert_allclose(fast.infer(batch), TorchBackend(checkpoint).infer(batch), atol=1e-5)
 
 
 def test_bad_checkpoints_and_devices(tmp_path, artefacts):
