@@ -17,8 +17,12 @@ those still catches it. The command lines turn a ``DslnetError`` into one line
 
 from __future__ import annotations
 
-__all__ = ["DslnetError"]
+__all__ = ["DslnetError", "MissingDependencyError"]
 
 
 class DslnetError(Exception):
     """An error the project raises on purpose; its message is meant for the user, on one line."""
+
+
+class MissingDependencyError(DslnetError, ImportError):
+    """An optional package a feature needs is not installed; the message says which and how to get it."""

@@ -57,7 +57,7 @@ import numpy as np
 
 from dslnet_edge._checks import timestamp_seconds
 from dslnet_edge._io import atomic_write
-from dslnet_edge.errors import DslnetError
+from dslnet_edge.errors import DslnetError, MissingDependencyError
 
 __all__ = ["Gallery", "GalleryStore", "GalleryError", "GalleryFileError", "IdentityInfo", "GALLERY_FORMAT", "GALLERY_VERSION"]
 
@@ -860,5 +860,5 @@ def _import_faiss():
     try:
         import faiss
     except ImportError as exc:
-        raise ImportError(f"Gallery(index='faiss') needs faiss (pip install faiss-cpu): {exc}") from None
+        raise MissingDependencyError(f"Gallery(index='faiss') needs faiss (pip install faiss-cpu): {exc}") from None
     return faiss

@@ -43,6 +43,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from dslnet_edge._checks import timestamp_seconds
+from dslnet_edge.errors import MissingDependencyError
 from dslnet_edge.gallery import (
     GALLERY_FORMAT,
     MAX_EXEMPLARS,
@@ -110,7 +111,7 @@ class MilvusGallery(GalleryStore):
         try:
             from pymilvus import MilvusClient
         except ImportError as exc:
-            raise ImportError(f"MilvusGallery needs pymilvus (pip install 'dslnet-edge[milvus]'): {exc}") from None
+            raise MissingDependencyError(f"MilvusGallery needs pymilvus (pip install 'dslnet-edge[milvus]'): {exc}") from None
         self.uri = os.fspath(uri)
         self.collection = collection
         self._names = {part: f"{collection}_{part}" for part in ("exemplars", "identities", "meta")}

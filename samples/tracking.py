@@ -41,6 +41,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from dslnet_edge.errors import MissingDependencyError
 from samples.detect import Box, box_iou
 
 __all__ = ["Tracker", "IouTracker", "ByteTracker", "TrackedBox", "TRACKERS", "check_single_opencv", "opencv_distributions"]
@@ -262,7 +263,7 @@ class ByteTracker:
         try:
             from trackers import ByteTrackTracker
         except ImportError as exc:
-            raise ImportError(
+            raise MissingDependencyError(
                 f"--tracker bytetrack needs the 'trackers' package ({exc}); install it without its opencv-python "
                 "dependency: pip install --no-deps 'trackers>=2.6,<3' (see README), or use --tracker iou"
             ) from None
@@ -330,7 +331,7 @@ def check_single_opencv() -> None:
     """
     found = opencv_distributions()
     if len(found) > 1:
-        raise ImportError(
+        raise MissingDependencyError(
             f"several OpenCV packages are installed ({', '.join(found)}) and overwrite each other's cv2: "
             f"pip uninstall -y {' '.join(found)} && pip install 'opencv-python-headless>=4.8,<5' "
             "(install trackers with --no-deps, see README)"

@@ -10,7 +10,7 @@ import sqlite3
 import pytest
 
 from dslnet_edge._cli import EXPECTED_ERRORS
-from dslnet_edge.errors import DslnetError
+from dslnet_edge.errors import DslnetError, MissingDependencyError
 
 PACKAGES = ("dslnet_edge", "train", "export", "calibration", "samples")
 #: Exception classes that are not errors for users (internal control flow).
@@ -52,9 +52,11 @@ def test_every_project_error_is_a_dslnet_error_and_keeps_its_old_base():
 
 
 def test_expected_errors_are_the_users_not_the_bugs():
-    for user in (DslnetError, ValueError, OSError, FileNotFoundError, sqlite3.OperationalError):
+    for user in (DslnetError, MissingDependencyError, ValueError, OSError, FileNotFoundError, sqlite3.OperationalError):
         assert issubclass(user, EXPECTED_ERRORS)
-    for bug in (TypeError, KeyError, AttributeError, IndexError, RuntimeError, NameError, ZeroDivisionError):
+    assert issubclass(MissingDependencyError, ImportError)  # a missing optional package names itself
+    for bug in (TypeError, KeyError, AttributeError, IndexError, RuntimeError, NameError, ZeroDivisionError,
+                ModuleNotFoundError):
         assert not issubclass(bug, EXPECTED_ERRORS)
 
 

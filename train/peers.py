@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from dslnet_edge._cli import EXPECTED_ERRORS, log_to_console, parse_args_or_status, report_error
+from dslnet_edge.errors import MissingDependencyError
 from dslnet_edge.metrics import RankResult
 from dslnet_edge.spec import InputSpec
 from train.evaluate import Embedder, EvalSet, evaluate_sets, format_table, load_embedder, onnx_embedder
@@ -81,7 +82,7 @@ def openvino_embedder(path: str | Path, *, threads: int = 0) -> Embedder:
     try:
         import openvino as ov
     except ImportError:
-        raise ImportError("OpenVINO IR peers need the optional openvino package (pip install openvino)") from None
+        raise MissingDependencyError("OpenVINO IR peers need the optional openvino package (pip install openvino)") from None
     core = ov.Core()
     config = {"INFERENCE_NUM_THREADS": threads} if threads else {}
     compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
