@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -102,6 +102,13 @@ def providers_for_device(device: str) -> list[Provider]:
     raise ValueError(f"device {device!r}: expected 'cpu', 'cuda', 'cuda:N', 'tensorrt' or 'tensorrt:N'")
 
 
+class _InMemoryModel(NamedTuple):
+    """What :meth:`OnnxRuntimeBackend.from_model` hands the constructor instead of a path."""
+
+    data: bytes
+    source: str
+
+
 class OnnxRuntimeBackend(Backend):
     """One ``onnxruntime.InferenceSession`` on a dslnet_edge ONNX file.
 
@@ -144,44 +151,11 @@ class OnnxRuntimeBackend(Backend):
         custom_ops_libraries: Sequence[str | os.PathLike] = (),
         session_options=None,
     ):
-        self.path = _existing_file(path, what="ONNX model")
-        self._open(str(self.path), str(self.path), device=device, providers=providers, intra_op_threads=intra_op_threads,
-                   inter_op_threads=inter_op_threads, max_batch=max_batch, spec=spec,
-                   custom_ops_libraries=custom_ops_libraries, session_options=session_options)
-
-    @classmethod
-    def from_model(
-        cls,
-        model,
-        *,
-        source: str = "in-memory ONNX model",
-        device: str = "cpu",
-        providers: Sequence[Provider] | None = None,
-        intra_op_threads: int | None = None,
-        inter_op_threads: int | None = None,
-        max_batch: int | None = None,
-        spec: InputSpec | None = None,
-        custom_ops_libraries: Sequence[str | os.PathLike] = (),
-        session_options=None,
-    ) -> OnnxRuntimeBackend:
-        """A backend on an ONNX model in memory: an ``onnx.ModelProto`` or its serialized bytes.
-
-        The same checks as a file (the input contract from the metadata unless ``spec`` is given,
-        one image input, the embedding output); ``source`` names it in messages.
-        """
-        if hasattr(model, "SerializeToString"):  # an onnx.ModelProto (onnx itself is not imported here)
-            model = model.SerializeToString()
-        if not isinstance(model, (bytes, bytearray)) or not model:
-            raise TypeError(f"model must be an onnx.ModelProto or its non-empty serialized bytes, got {type(model).__name__}")
-        self = cls.__new__(cls)
-        self.path = None
-        self._open(bytes(model), source, device=device, providers=providers, intra_op_threads=intra_op_threads,
-                   inter_op_threads=inter_op_threads, max_batch=max_batch, spec=spec,
-                   custom_ops_libraries=custom_ops_libraries, session_options=session_options)
-        return self
-
-    def _open(self, model: str | bytes, source: str, *, device, providers, intra_op_threads, inter_op_threads, max_batch,
-              spec, custom_ops_libraries, session_options) -> None:
+        if isinstance(path, _InMemoryModel):  # from_model
+            self.path, model, source = None, path.data, path.source
+        else:
+            self.path = _existing_file(path, what="ONNX model")
+            model = source = str(self.path)
         if spec is not None and not isinstance(spec, InputSpec):
             raise TypeError(f"spec must be an InputSpec, got {type(spec).__name__}")
         self.source = source
@@ -206,6 +180,21 @@ class OnnxRuntimeBackend(Backend):
         self._input, self._output, self._input_dtype, fixed_batch = self._check_graph()
         self._fixed_batch = fixed_batch
         self.max_batch = _combine_max_batch(max_batch, fixed_batch)
+
+    @classmethod
+    def from_model(cls, model, *, source: str = "in-memory ONNX model", **options) -> OnnxRuntimeBackend:
+        """A backend on an ONNX model in memory: an ``onnx.ModelProto`` or its serialized bytes.
+
+        ``options``: the constructor's keywords (``device``, ``providers``, threads, ``max_batch``,
+        ``spec``, ``custom_ops_libraries``, ``session_options``). The same checks as a file (the
+        input contract from the metadata unless ``spec`` is given, one image input, the embedding
+        output); ``source`` names the model in messages.
+        """
+        if hasattr(model, "SerializeToString"):  # an onnx.ModelProto (onnx itself is not imported here)
+            model = model.SerializeToString()
+        if not isinstance(model, (bytes, bytearray)) or not model:
+            raise TypeError(f"model must be an onnx.ModelProto or its non-empty serialized bytes, got {type(model).__name__}")
+        return cls(_InMemoryModel(bytes(model), source), **options)
 
     def _check_graph(self) -> tuple[str, str, np.dtype, int | None]:
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
