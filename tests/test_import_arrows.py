@@ -38,10 +38,6 @@ ALLOWED_CYCLES = {
         "detect.make_detector picks the YOLOX detector by name (lazy import) and yolox builds on "
         "detect's Box/DetectorError: a registry, to be split into detect_base + factory"
     ),
-    ("train.distill", "train.peers"): (
-        "distill borrows peers.openvino_embedder and peers borrows distill.ensemble_embed (both lazy): "
-        "the shared embedders belong in one module"
-    ),
 }
 
 

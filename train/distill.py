@@ -111,8 +111,7 @@ Teacher = Callable[[np.ndarray], np.ndarray]  # float32 [B, 3, H, W] (teacher co
 
 def load_teacher(path: str | os.PathLike, *, threads: int = 0) -> Teacher:
     """An OpenVINO IR (``.xml``) or ONNX (``.onnx``) teacher as a batch -> embeddings callable."""
-    from train.evaluate import onnx_embedder
-    from train.peers import openvino_embedder
+    from train.evaluate import onnx_embedder, openvino_embedder
 
     path = Path(path)
     if not path.is_file():

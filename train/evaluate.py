@@ -24,6 +24,7 @@ import numpy as np
 
 from dslnet_edge._cli import EXPECTED_ERRORS, parse_args_or_status, report_error
 from dslnet_edge._io import atomic_write_bytes, atomic_write_text
+from dslnet_edge.errors import MissingDependencyError
 from dslnet_edge.metrics import RankResult, cosine_distance, evaluate_rank
 from dslnet_edge.preprocessing import preprocess
 from dslnet_edge.spec import SPEC_METADATA_KEY, InputSpec
@@ -35,6 +36,7 @@ __all__ = [
     "embed_images",
     "torch_embedder",
     "onnx_embedder",
+    "openvino_embedder",
     "load_embedder",
     "evaluate_embeddings",
     "evaluate_sets",
@@ -189,6 +191,26 @@ def onnx_embedder(
         if fixed_one:
             return np.concatenate([session.run(None, {inp.name: x[i : i + 1]})[0] for i in range(len(x))])
         return session.run(None, {inp.name: x})[0]
+
+    return embed
+
+
+def openvino_embedder(path: str | Path, *, threads: int = 0) -> Embedder:
+    """An OpenVINO IR model (CPU plugin) as an :data:`Embedder` (image by image for fixed-batch graphs)."""
+    try:
+        import openvino as ov
+    except ImportError:
+        raise MissingDependencyError("OpenVINO IR peers need the optional openvino package (pip install openvino)") from None
+    core = ov.Core()
+    config = {"INFERENCE_NUM_THREADS": threads} if threads else {}
+    compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+    request = compiled.create_infer_request()
+    fixed_one = compiled.inputs[0].get_partial_shape()[0].is_static and compiled.inputs[0].get_shape()[0] == 1
+
+    def embed(batch: np.ndarray) -> np.ndarray:
+        if fixed_one:
+            return np.concatenate([np.array(request.infer([batch[i : i + 1]])[0]) for i in range(len(batch))])
+        return np.array(request.infer([batch])[0])
 
     return embed
 

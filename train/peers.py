@@ -32,13 +32,18 @@ import logging
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from dslnet_edge._cli import EXPECTED_ERRORS, log_to_console, parse_args_or_status, report_error
-from dslnet_edge.errors import MissingDependencyError
 from dslnet_edge.metrics import RankResult
 from dslnet_edge.spec import InputSpec
-from train.evaluate import Embedder, EvalSet, evaluate_sets, format_table, load_embedder, onnx_embedder
+from train.evaluate import (  # openvino_embedder is re-exported: it was defined here
+    Embedder,
+    EvalSet,
+    evaluate_sets,
+    format_table,
+    load_embedder,
+    onnx_embedder,
+    openvino_embedder,
+)
 
 __all__ = ["PeerModel", "PEERS", "evaluate_peers", "openvino_embedder", "main"]
 
@@ -75,26 +80,6 @@ PEERS: tuple[PeerModel, ...] = (
     PeerModel("omz-0277+0286-ensemble", "", InputSpec(channel_order="BGR", feature_dim=512), "ensemble",
               members=("person-reidentification-retail-0277.xml", "person-reidentification-retail-0286.xml")),
 )
-
-
-def openvino_embedder(path: str | Path, *, threads: int = 0) -> Embedder:
-    """An OpenVINO IR model (CPU plugin) as an :data:`Embedder` (image by image for fixed-batch graphs)."""
-    try:
-        import openvino as ov
-    except ImportError:
-        raise MissingDependencyError("OpenVINO IR peers need the optional openvino package (pip install openvino)") from None
-    core = ov.Core()
-    config = {"INFERENCE_NUM_THREADS": threads} if threads else {}
-    compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
-    request = compiled.create_infer_request()
-    fixed_one = compiled.inputs[0].get_partial_shape()[0].is_static and compiled.inputs[0].get_shape()[0] == 1
-
-    def embed(batch: np.ndarray) -> np.ndarray:
-        if fixed_one:
-            return np.concatenate([np.array(request.infer([batch[i : i + 1]])[0]) for i in range(len(batch))])
-        return np.array(request.infer([batch])[0])
-
-    return embed
 
 
 def _peer_embedder(peer: PeerModel, folder: Path, threads: int) -> Embedder:
