@@ -44,7 +44,6 @@ __all__ = [
     "HogConfig",
     "HogDetector",
     "BoxesDetector",
-    "make_detector",
     "check_boxes",
     "clip_box",
     "nms",
@@ -403,48 +402,4 @@ def _read_boxes_mot(path: Path) -> dict[int, list[tuple[float, ...]]]:
         score = values[6] if len(values) > 6 else 1.0
         box = _box_values((left, top, left + width, top + height, score), f"boxes file {path} line {number}")
         out.setdefault(int(frame) - 1, []).append(box)
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-def make_detector(spec: str = "hog", *, hog: HogConfig | None = None) -> Detector:
-    """A detector from a command-line spec.
-
-    * ``"hog"``: :class:`HogDetector` with ``hog`` (default :class:`HogConfig`);
-    * ``"hog:min_person_height=192,win_stride=4"``: the same with those :class:`HogConfig` fields
-      replaced (per camera, in ``multi_camera``);
-    * ``"boxes:PATH"``: :class:`BoxesDetector`;
-    * ``"yolox:PATH[,key=value,...]"``: :class:`samples.yolox.YoloxDetector` (options there).
-    """
-    if spec == "hog" or spec.startswith("hog:"):
-        config = hog or HogConfig()
-        if spec.startswith("hog:"):
-            config = dataclasses.replace(config, **_hog_overrides(spec[len("hog:") :]))
-        return HogDetector(config)
-    if spec.startswith("boxes:"):
-        path = spec[len("boxes:") :]
-        if not path:
-            raise DetectorError("--detector boxes: needs a file, e.g. --detector boxes:boxes.json")
-        return BoxesDetector(path)
-    if spec.startswith("yolox:"):
-        from samples.yolox import YoloxDetector, parse_yolox_spec
-
-        return YoloxDetector(parse_yolox_spec(spec[len("yolox:") :]))
-    raise DetectorError(
-        f"unknown detector {spec!r}; use 'yolox:MODEL.onnx', 'hog', 'hog:FIELD=VALUE,...' or 'boxes:FILE' (JSON or MOTChallenge boxes per frame)"
-    )
-
-
-def _hog_overrides(text: str) -> dict:
-    fields = {f.name: f.type for f in dataclasses.fields(HogConfig)}
-    out: dict = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        key, sep, value = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or key not in fields:
-            raise DetectorError(f"--detector hog:{text}: {item!r} is not FIELD=VALUE with FIELD one of {sorted(fields)}")
-        try:
-            out[key] = int(value) if fields[key] == "int" else (None if value.strip().lower() == "none" else float(value))
-        except ValueError:
-            raise DetectorError(f"--detector hog:{text}: {key} needs a number, got {value!r}") from None
     return out

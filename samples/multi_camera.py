@@ -42,7 +42,8 @@ from samples._common import (
     positive_int,
     tracker_config_from_args,
 )
-from samples.detect import Detector, HogConfig, make_detector
+from samples.detect import Detector, HogConfig
+from samples.detectors import make_detector
 from samples.pipeline import (
     FrameLog,
     FrameResult,

@@ -38,7 +38,8 @@ from samples._common import (
     positive_int,
     tracker_config_from_args,
 )
-from samples.detect import Detector, HogConfig, make_detector
+from samples.detect import Detector, HogConfig
+from samples.detectors import make_detector
 from samples.pipeline import FrameLog, StreamStats, annotate, check_log_destination, iter_summary_lines, process_stream
 from samples.video import atomic_video_writer, check_video_destination, open_video
 

@@ -18,9 +18,9 @@ from samples.detect import (
     box_iou,
     check_boxes,
     clip_box,
-    make_detector,
     nms,
 )
+from samples.detectors import make_detector
 
 
 # -- box maths ---------------------------------------------------------------------------------

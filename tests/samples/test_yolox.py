@@ -10,7 +10,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from samples.detect import DetectorError, make_detector
+from samples.detect import DetectorError
+from samples.detectors import make_detector
 from samples.yolox import (
     YoloxConfig,
     YoloxDetector,
