@@ -1,4 +1,4 @@
-"""What the export CLIs share: one clear line on stderr and a status, never a traceback."""
+"""What the export CLIs share: a user error is one clear line on stderr and a status; a bug keeps its traceback."""
 
 from __future__ import annotations
 
