@@ -15,8 +15,9 @@ Commands::
 Without TensorRT or a GPU, ``build_engine`` still makes and checks every ONNX, then exits with
 status 2 and one line saying where the ready ONNX is and the ``trtexec`` command for the target.
 
-Modules: :mod:`export.onnx` (export + CLI), :mod:`export.parity` (runners and inputs for
-:func:`dslnet_edge.comparison.compare`), :mod:`export.precision` (FP16 pass, strong-typing check),
+Modules: :mod:`export.contract` (tensor names, opset, errors), :mod:`export.onnx` (export + CLI),
+:mod:`export.parity` (inputs for :func:`dslnet_edge.comparison.compare`; the models run in the
+runtime's backends), :mod:`export.precision` (FP16 pass, strong-typing check),
 :mod:`export.plugin` (CSS plugin: graph pass, Triton kernel, TensorRT plugin, ONNX Runtime
 reference op), :mod:`export.tensorrt_build` (the thin TensorRT compile), :mod:`export.build_engine`.
 Importing any of them needs neither torch, triton nor TensorRT; those load when used.
