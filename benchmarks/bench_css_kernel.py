@@ -15,26 +15,13 @@ the CPU is covered by tests/export/test_css_triton.py in the Triton interpreter)
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its sibling gpu_check is importable
+from gpu_check import SHAPES, time_ms  # noqa: E402  (one timing helper and shape table for both GPU scripts)
 
 # (channels, height, width, hidden) of the CSS in stages 1, 2, 3 at a 256x128 input
-SHAPES = [(63, 64, 32, 3), (96, 32, 16, 6), (129, 16, 8, 8)]
-
-
-def _time_ms(torch, fn, repeats: int) -> float:
-    for _ in range(5):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
                 out = torch.empty_like(streams[0])
                 # the unfused PyTorch CSS runs in the streams' dtype, as an FP16 ONNX graph would
                 w_cast = [x.to(dtype) for x in weights]
-                t_ref = _time_ms(torch, lambda s=streams, wc=w_cast: css_reference(s, *wc), args.repeats)
-                t_fused = _time_ms(torch, lambda s=streams, w=weights, o=out: css_triton(s, *w, out=o), args.repeats)
+                t_ref = time_ms(torch, lambda s=streams, wc=w_cast: css_reference(s, *wc), args.repeats)
+                t_fused = time_ms(torch, lambda s=streams, w=weights, o=out: css_triton(s, *w, out=o), args.repeats)
                 diff = (css_triton(streams, *weights).float() - css_reference([x.float() for x in streams], *weights)).abs().max()
                 moved = (2 * 6 + 1) * streams[0].numel() * streams[0].element_size()
                 print(f"{name:5} {batch:5d} {c:4d} {h:>3}x{w:<2} | {t_ref:9.3f} {t_fused:9.3f} {t_ref / t_fused:6.2f} | "
