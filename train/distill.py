@@ -109,20 +109,25 @@ class DistillConfig:
 Teacher = Callable[[np.ndarray], np.ndarray]  # float32 [B, 3, H, W] (teacher contract) -> [B, D]
 
 
-def load_teacher(path: str | os.PathLike, *, threads: int = 0) -> Teacher:
-    """An OpenVINO IR (``.xml``) or ONNX (``.onnx``) teacher as a batch -> embeddings callable."""
-    from train.evaluate import onnx_embedder, openvino_embedder
+def load_teacher(path: str | os.PathLike, *, spec: InputSpec, threads: int = 0) -> Teacher:
+    """An OpenVINO IR (``.xml``, FP32) or ONNX (``.onnx``, ONNX Runtime) teacher as a batch -> embeddings
+    callable, run through the runtime's backends with the teacher's input contract ``spec``."""
+    from dslnet_edge.errors import DslnetError
 
     path = Path(path)
     if not path.is_file():
         raise TeacherError(f"teacher model {path} does not exist")
-    if path.suffix == ".xml":
-        try:
-            return openvino_embedder(path, threads=threads)
-        except ImportError as exc:
-            raise TeacherError(f"teacher {path}: {exc}") from None
-    if path.suffix == ".onnx":
-        return onnx_embedder(path, threads=threads)
+    try:
+        if path.suffix == ".xml":
+            from dslnet_edge.backends.openvino_backend import OpenVinoBackend
+
+            return OpenVinoBackend(path, spec=spec, precision="f32", intra_op_threads=threads or None).infer_all
+        if path.suffix == ".onnx":
+            from dslnet_edge.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+            return OnnxRuntimeBackend(path, spec=spec, intra_op_threads=threads or None).infer_all
+    except (DslnetError, ImportError) as exc:
+        raise TeacherError(f"teacher {path}: {exc}") from None
     raise TeacherError(f"teacher {path}: expected an OpenVINO IR (.xml) or ONNX (.onnx) file, got {path.suffix!r}")
 
 
@@ -184,7 +189,7 @@ def teacher_targets(
     if teachers is None:
         if not cfg.teachers:
             raise TeacherError("distillation needs at least one teacher (distill.teachers / --teacher)")
-        teachers = [load_teacher(t, threads=threads) for t in cfg.teachers]
+        teachers = [load_teacher(t, spec=cfg.teacher_spec, threads=threads) for t in cfg.teachers]
     spec = cfg.teacher_spec
     t0 = time.perf_counter()
     chunks = []

@@ -24,7 +24,6 @@ import numpy as np
 
 from dslnet_edge._cli import EXPECTED_ERRORS, parse_args_or_status, report_error
 from dslnet_edge._io import atomic_write_bytes, atomic_write_text
-from dslnet_edge.errors import MissingDependencyError
 from dslnet_edge.metrics import RankResult, cosine_distance, evaluate_rank
 from dslnet_edge.preprocessing import preprocess
 from dslnet_edge.spec import SPEC_METADATA_KEY, InputSpec
@@ -35,8 +34,6 @@ __all__ = [
     "Embedder",
     "embed_images",
     "torch_embedder",
-    "onnx_embedder",
-    "openvino_embedder",
     "load_embedder",
     "evaluate_embeddings",
     "evaluate_sets",
@@ -156,65 +153,6 @@ def evaluate_sets(
 # ---------------------------------------------------------------------------------------------
 # Models as embedders
 # ---------------------------------------------------------------------------------------------
-def onnx_embedder(
-    path: str | os.PathLike,
-    *,
-    threads: int = 0,
-    mean_std: tuple[Sequence[float], Sequence[float]] | None = None,
-) -> Embedder:
-    """An ONNX Runtime (CPU) session as an :data:`Embedder`.
-
-    ``mean_std`` (0-1 units) normalizes the 0-255 batch first, for graphs that do not normalize
-    inside (peer models); a graph with a fixed batch of 1 is run image by image.
-    """
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = threads
-    try:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # ORT raises its own exception types for unreadable graphs
-        raise ValueError(f"{path} could not be loaded by ONNX Runtime: {str(exc).splitlines()[0]}") from None
-    inp = session.get_inputs()[0]
-    fixed_one = inp.shape[0] == 1
-    scale = None
-    if mean_std is not None:
-        mean = np.asarray(mean_std[0], np.float32).reshape(1, 3, 1, 1) * 255.0
-        std = np.asarray(mean_std[1], np.float32).reshape(1, 3, 1, 1) * 255.0
-        scale = (mean, std)
-
-    def embed(batch: np.ndarray) -> np.ndarray:
-        x = batch if scale is None else (batch - scale[0]) / scale[1]
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        if fixed_one:
-            return np.concatenate([session.run(None, {inp.name: x[i : i + 1]})[0] for i in range(len(x))])
-        return session.run(None, {inp.name: x})[0]
-
-    return embed
-
-
-def openvino_embedder(path: str | Path, *, threads: int = 0) -> Embedder:
-    """An OpenVINO IR model (CPU plugin) as an :data:`Embedder` (image by image for fixed-batch graphs)."""
-    try:
-        import openvino as ov
-    except ImportError:
-        raise MissingDependencyError("OpenVINO IR peers need the optional openvino package (pip install openvino)") from None
-    core = ov.Core()
-    config = {"INFERENCE_NUM_THREADS": threads} if threads else {}
-    compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
-    request = compiled.create_infer_request()
-    fixed_one = compiled.inputs[0].get_partial_shape()[0].is_static and compiled.inputs[0].get_shape()[0] == 1
-
-    def embed(batch: np.ndarray) -> np.ndarray:
-        if fixed_one:
-            return np.concatenate([np.array(request.infer([batch[i : i + 1]])[0]) for i in range(len(batch))])
-        return np.array(request.infer([batch])[0])
-
-    return embed
-
-
 def onnx_input_spec(path: str | os.PathLike) -> InputSpec:
     """The InputSpec stored in an exported DSLNet ONNX file's metadata_props."""
     import onnxruntime as ort

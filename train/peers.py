@@ -33,68 +33,53 @@ import sys
 from pathlib import Path
 
 from dslnet_edge._cli import EXPECTED_ERRORS, log_to_console, parse_args_or_status, report_error
+from dslnet_edge.bench.peers import PEERS as SINGLE_PEERS
+from dslnet_edge.bench.peers import PeerModel, peer_backend
 from dslnet_edge.metrics import RankResult
 from dslnet_edge.spec import InputSpec
-from train.evaluate import (  # openvino_embedder is re-exported: it was defined here
-    Embedder,
-    EvalSet,
-    evaluate_sets,
-    format_table,
-    load_embedder,
-    onnx_embedder,
-    openvino_embedder,
-)
+from train.evaluate import Embedder, EvalSet, evaluate_sets, format_table, load_embedder
 
-__all__ = ["PeerModel", "PEERS", "evaluate_peers", "openvino_embedder", "main"]
+__all__ = ["PeerModel", "EnsemblePeer", "PEERS", "evaluate_peers", "main"]
 
 _log = logging.getLogger(__name__)
-_IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
 @dataclasses.dataclass(frozen=True)
-class PeerModel:
+class EnsemblePeer:
+    """Several peers as one model: each embedding L2-normalized, concatenated, / sqrt(#members)."""
+
     name: str
-    file: str  # relative to the peers folder
-    spec: InputSpec
-    runtime: str  # "onnxruntime" | "openvino"
-    mean_std: tuple | None = None  # normalization applied before the graph (0-1 units), or None
-    members: tuple[str, ...] = ()  # runtime "ensemble": the member files (relative to the peers folder)
+    members: tuple[PeerModel, ...]
 
     @property
-    def files(self) -> tuple[str, ...]:
-        return self.members or (self.file,)
+    def spec(self) -> InputSpec:
+        return self.members[0].spec.replace(feature_dim=sum(m.spec.feature_dim for m in self.members))
 
 
-PEERS: tuple[PeerModel, ...] = (
-    PeerModel("person-reidentification-retail-0288", "person-reidentification-retail-0288.xml",
-              InputSpec(channel_order="BGR", feature_dim=256, l2_normalized=False), "openvino"),
-    PeerModel("person-reidentification-retail-0287", "person-reidentification-retail-0287.xml",
-              InputSpec(channel_order="BGR", feature_dim=256, l2_normalized=False), "openvino"),
-    PeerModel("person-reidentification-retail-0267", "person-reidentification-retail-0267.mvn_eps_patched.onnx",
-              InputSpec(channel_order="RGB", normalization_in_model=False, feature_dim=256, l2_normalized=False),
-              "onnxruntime", _IMAGENET),
-    PeerModel("person-reidentification-retail-0277", "person-reidentification-retail-0277.xml",
-              InputSpec(channel_order="BGR", feature_dim=256, l2_normalized=False), "openvino"),
-    PeerModel("person-reidentification-retail-0286", "person-reidentification-retail-0286.xml",
-              InputSpec(channel_order="BGR", feature_dim=256, l2_normalized=False), "openvino"),
-    PeerModel("omz-0277+0286-ensemble", "", InputSpec(channel_order="BGR", feature_dim=512), "ensemble",
-              members=("person-reidentification-retail-0277.xml", "person-reidentification-retail-0286.xml")),
+def _files(peer: PeerModel | EnsemblePeer) -> tuple[str, ...]:
+    return tuple(m.file for m in peer.members) if isinstance(peer, EnsemblePeer) else (peer.file,)
+
+
+_BY_NAME = {p.name: p for p in SINGLE_PEERS}
+#: The five OMZ peers (one list, :data:`dslnet_edge.bench.peers.PEERS`) and the 0277 + 0286 ensemble.
+PEERS: tuple[PeerModel | EnsemblePeer, ...] = (
+    *SINGLE_PEERS,
+    EnsemblePeer("omz-0277+0286-ensemble", (_BY_NAME["person-reidentification-retail-0277"],
+                                            _BY_NAME["person-reidentification-retail-0286"])),
 )
 
 
-def _peer_embedder(peer: PeerModel, folder: Path, threads: int) -> Embedder:
-    for name in peer.files:
+def _peer_embedder(peer: PeerModel | EnsemblePeer, folder: Path, threads: int) -> Embedder:
+    """The peer through the runtime's backends, in FP32 (the accuracy table's precision)."""
+    for name in _files(peer):
         if not (folder / name).exists():
             raise FileNotFoundError(f"peer model {folder / name} does not exist")
-    if peer.runtime == "ensemble":
+    if isinstance(peer, EnsemblePeer):
         from train.distill import ensemble_embed
 
-        members = [openvino_embedder(folder / name, threads=threads) for name in peer.members]
+        members = [peer_backend(m, folder, threads=threads, precision="f32").infer_all for m in peer.members]
         return lambda batch: ensemble_embed(members, batch)
-    path = folder / peer.file
-    if peer.runtime == "openvino":
-        return openvino_embedder(path, threads=threads)
-    return onnx_embedder(path, threads=threads, mean_std=peer.mean_std)
+    return peer_backend(peer, folder, threads=threads, precision="f32").infer_all
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,7 +109,7 @@ def evaluate_peers(
     if names and not chosen:
         raise ValueError(f"no peer matches {names}; known: {[p.name for p in PEERS]}")
     for peer in chosen:  # fail before the (slow) image loading
-        for name in peer.files:
+        for name in _files(peer):
             if not (Path(peers_dir) / name).exists():
                 raise FileNotFoundError(f"peer model {Path(peers_dir) / name} does not exist")
     for ckpt in checkpoints:
@@ -141,7 +126,7 @@ def evaluate_peers(
         except ImportError as exc:
             rows.append(PeerRow(peer.name, None, f"skipped: {exc}"))
             continue
-        _log.info(f"evaluating {peer.name} ({peer.runtime})")
+        _log.info(f"evaluating {peer.name} ({getattr(peer, 'runtime', 'ensemble')}, FP32)")
         rows.append(PeerRow(peer.name, evaluate_sets(embed, peer.spec, query_set, gallery_set, batch_size=32)))
     for ckpt in checkpoints:
         embed, spec = load_embedder(ckpt, threads=threads)

@@ -82,13 +82,14 @@ class NormalizingBackend(Backend):
         self.inner.close()
 
 
-def peer_backend(peer: PeerModel, folder: str | Path, *, threads: int = 0) -> Backend:
-    """The peer as a backend (OpenVINO with ``precision="auto"`` and its load-time check, or ONNX Runtime FP32)."""
+def peer_backend(peer: PeerModel, folder: str | Path, *, threads: int = 0, precision: str = "auto") -> Backend:
+    """The peer as a backend: OpenVINO at ``precision`` (``"auto"``: bf16 where the CPU has it and its
+    load-time check passes; ``"f32"`` for accuracy tables), or ONNX Runtime FP32."""
     path = Path(folder) / peer.file
     if peer.runtime == "openvino":
         from dslnet_edge.backends.openvino_backend import OpenVinoBackend
 
-        return OpenVinoBackend(path, spec=peer.spec, intra_op_threads=threads or None)
+        return OpenVinoBackend(path, spec=peer.spec, precision=precision, intra_op_threads=threads or None)
     from dslnet_edge.backends.onnxruntime_backend import OnnxRuntimeBackend
 
     backend = OnnxRuntimeBackend(path, spec=peer.spec, intra_op_threads=threads or None)

@@ -140,7 +140,7 @@ def test_teacher_targets_flip_views_and_cache(synthetic_market, tmp_path, caplog
     from dslnet_edge.preprocessing import preprocess
     from train.data import read_bgr
 
-    teachers = [load_teacher(t) for t in cfg.teachers]
+    teachers = [load_teacher(t, spec=cfg.teacher_spec) for t in cfg.teachers]
     image = read_bgr(paths[3])
     mirrored = preprocess([np.ascontiguousarray(image[:, ::-1])], cfg.teacher_spec)
     np.testing.assert_allclose(targets[3, 1], ensemble_embed(teachers, mirrored)[0], atol=1e-5)
@@ -157,10 +157,10 @@ def test_teacher_targets_flip_views_and_cache(synthetic_market, tmp_path, caplog
 
 def test_teacher_loading_errors_name_the_file(tmp_path):
     with pytest.raises(TeacherError, match="does not exist"):
-        load_teacher(tmp_path / "missing.xml")
+        load_teacher(tmp_path / "missing.xml", spec=DistillConfig().teacher_spec)
     (tmp_path / "t.pb").write_bytes(b"x")
     with pytest.raises(TeacherError, match=r"\.xml\) or ONNX"):
-        load_teacher(tmp_path / "t.pb")
+        load_teacher(tmp_path / "t.pb", spec=DistillConfig().teacher_spec)
     with pytest.raises(TeacherError, match="at least one teacher"):
         teacher_targets(["a.jpg"], DistillConfig())
 
@@ -200,9 +200,9 @@ def test_distillation_pulls_the_embedding_to_the_teachers_and_resumes_exactly(sy
     assert [r["feat"] for r in resumed.history] == pytest.approx([r["feat"] for r in h], abs=1e-6)
 
 
-def test_teachers_wider_than_the_embedding_are_refused(synthetic_market, tmp_path):
+def test_teachers_of_another_width_are_refused_naming_the_teacher(synthetic_market, tmp_path):
     teachers = _teachers(tmp_path, dims=(256, 300))
-    with pytest.raises(ValueError, match="feature_dim"):
+    with pytest.raises(TeacherError, match=r"teacher1\.onnx.*300"):
         fit(_config(synthetic_market, tmp_path / "run", teachers, schedule={"epochs": 1}))
 
 
