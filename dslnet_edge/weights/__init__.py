@@ -1,9 +1,10 @@
-"""Where the bundled demo weights live (the files themselves come from the training run).
+"""Where the bundled weights live (the files themselves come from the training run and export.release).
 
 * :data:`DEMO_ONNX` ``dslnet_cuhk03.onnx``: FP32 ONNX, what ``dslnet_edge.Engine()`` loads by default.
 * :data:`DEMO_CHECKPOINT` ``dslnet_cuhk03.pt``: the fp16 inference-only checkpoint it was exported from.
 
-Trained on CUHK03, so they inherit its terms: non-commercial research use only.
+Trained on CUHK03 and distilled from OMZ 0277/0286 (trained on MSMT17 and Market-1501), so they
+inherit those data sets' terms: non-commercial research use only (README "Bundled weights").
 Standard library only.
 """
 
