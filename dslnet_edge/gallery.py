@@ -112,19 +112,26 @@ class GalleryStore(abc.ABC):
     recently seen; ``add`` and ``touch`` count as seen); search is exact cosine similarity, an
     identity scoring its best exemplar, optionally filtered by camera and time; names must be
     valid Unicode text.
+
+    Implementations keep their limits in ``_dim`` (None until the first exemplar fixes it),
+    ``_max_exemplars`` and ``_capacity``; the properties below read them.
     """
 
-    @property
-    @abc.abstractmethod
-    def feature_dim(self) -> int | None: ...
+    _dim: int | None
+    _max_exemplars: int
+    _capacity: int
 
     @property
-    @abc.abstractmethod
-    def max_exemplars(self) -> int: ...
+    def feature_dim(self) -> int | None:
+        return self._dim
 
     @property
-    @abc.abstractmethod
-    def capacity(self) -> int: ...
+    def max_exemplars(self) -> int:
+        return self._max_exemplars
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
 
     @property
     @abc.abstractmethod
@@ -248,18 +255,6 @@ class Gallery(GalleryStore):
         return slice(slot * self._max_exemplars, (slot + 1) * self._max_exemplars)
 
     # -- properties --------------------------------------------------------------------------
-    @property
-    def feature_dim(self) -> int | None:
-        return self._dim
-
-    @property
-    def max_exemplars(self) -> int:
-        return self._max_exemplars
-
-    @property
-    def capacity(self) -> int:
-        return self._capacity
-
     @property
     def index(self) -> str:
         return self._index

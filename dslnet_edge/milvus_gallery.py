@@ -181,18 +181,6 @@ class MilvusGallery(GalleryStore):
 
     # -- properties ----------------------------------------------------------------------------
     @property
-    def feature_dim(self) -> int | None:
-        return self._dim
-
-    @property
-    def max_exemplars(self) -> int:
-        return self._max_exemplars
-
-    @property
-    def capacity(self) -> int:
-        return self._capacity
-
-    @property
     def index(self) -> str:
         return "milvus"
 
