@@ -90,19 +90,23 @@ def tiny_embedding_onnx(
     return path
 
 
-def file_size_limit(max_bytes: int):
-    """A ``preexec_fn`` for ``subprocess.run``: the child cannot grow any file beyond ``max_bytes``.
+_LIMIT_THEN_EXEC = (
+    "import os, resource, signal, sys; n = int(sys.argv[1]); "
+    "signal.signal(signal.SIGXFSZ, signal.SIG_IGN); resource.setrlimit(resource.RLIMIT_FSIZE, (n, n)); "
+    "os.execv(sys.argv[2], sys.argv[2:])"
+)
+
+
+def file_size_limited(command: list[str], max_bytes: int) -> list[str]:
+    """``command`` run so that it cannot grow any file beyond ``max_bytes``: how the tests fill a disk.
 
     A real write failure from the kernel (RLIMIT_FSIZE; SIGXFSZ ignored, so ``write`` fails with
     EFBIG, "File too large", as a full disk fails it with ENOSPC), with no root, mount or tmpfs
-    needed: how the tests simulate a full disk. POSIX only.
+    needed. POSIX only. A small Python sets the limit and ``exec``s the command, instead of a
+    ``preexec_fn``: that would run in a fork of the test process, where libraries loaded by other
+    tests (gRPC) run their fork handlers and write to the child's stderr before the ``exec``.
+    ``command[0]`` must be an executable path (e.g. ``sys.executable``).
     """
+    import sys
 
-    def limit() -> None:
-        import resource
-        import signal
-
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
-
-    return limit
+    return [sys.executable, "-c", _LIMIT_THEN_EXEC, str(max_bytes), *command]

@@ -1,7 +1,7 @@
 """A disk that fills up while a CLI saves a gallery: one line, status 1, the previous gallery intact.
 
 The full disk is real, not a mock: the CLI runs in a subprocess whose file-size limit
-(``testutils.file_size_limit``) makes the kernel refuse the gallery's writes part way.
+(``testutils.file_size_limited``) makes the kernel refuse the gallery's writes part way.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from testutils import file_size_limit, tiny_embedding_onnx
+from testutils import file_size_limited, tiny_embedding_onnx
 
 from dslnet_edge.spec import InputSpec
 
@@ -39,8 +39,8 @@ def test_enroll_on_a_full_disk_is_one_line_and_keeps_the_old_gallery(tmp_path):
     before = gallery.read_bytes()
     assert len(before) < 48 << 10  # fits under the limit below; the next gallery (12 x 8 x 2 KiB embeddings) does not
     many = _crops(tmp_path / "many", 12, 8, seed=1)
-    full = subprocess.run([*cmd, "--crops", str(many), "--replace"], capture_output=True, text=True, timeout=300,
-                          preexec_fn=file_size_limit(64 << 10))
+    full = subprocess.run(file_size_limited([*cmd, "--crops", str(many), "--replace"], 64 << 10), capture_output=True,
+                          text=True, timeout=300)
     assert gallery.read_bytes() == before  # the old gallery is intact (atomic save)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".gallery.db")) == []  # no temporary left
     assert full.returncode == 1

@@ -4,16 +4,14 @@ paths OpenCV crashes on, truncated videos read to the break without a word."""
 from __future__ import annotations
 
 import os
-import resource
 import shutil
-import signal
 import subprocess
 import sys
 
 import cv2
 import numpy as np
 import pytest
-from testutils import REPO_ROOT
+from testutils import REPO_ROOT, file_size_limited
 
 from samples import enroll, multi_camera, video_reid
 from samples.video import VideoError, atomic_video_writer, check_video_path_text
@@ -75,14 +73,6 @@ def test_enroll_refuses_a_gallery_path_that_is_the_model(tmp_path, capsys, tiny_
 
 
 # -- defect 2: a failed video write must not replace the previous output -------------------------
-def _limit_file_size(limit: int):
-    def apply():
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG, as on a full disk
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-    return apply
-
-
 def test_a_video_that_could_not_be_written_keeps_the_old_output(tmp_path, tiny_model, scene, walker):
     s = scene("long", [walker(1, (10, 40), (250, 60)), walker(2, (250, 100), (10, 90))], frames=40)
     out = tmp_path / "annotated.mp4"
@@ -93,7 +83,7 @@ def test_a_video_that_could_not_be_written_keeps_the_old_output(tmp_path, tiny_m
     before = out.read_bytes()
     assert len(before) > 40_000
     # the same run again, but the disk "fills up" after 20 kB
-    full = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, preexec_fn=_limit_file_size(20_000))
+    full = subprocess.run(file_size_limited(command, 20_000), cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert_one_error_line(full.returncode, full.stderr, "writing", "annotated.mp4", "40 frames were written", "previous file is kept")
     assert out.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".annotated")] == []  # no temporary left behind

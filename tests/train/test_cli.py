@@ -69,15 +69,16 @@ def test_run_bad_values_are_refused_before_anything_is_written(argv, message, sy
 
 @pytest.mark.slow
 def test_run_on_a_full_disk_is_one_line(synthetic_market, tmp_path):
-    """The kernel refuses writes past 200 KiB (a full disk, see testutils.file_size_limit): the ~1 MB
+    """The kernel refuses writes past 200 KiB (a full disk, see testutils.file_size_limited): the ~1 MB
     checkpoint cannot be written. Was torch.save's RuntimeError ("unexpected pos ...") as a traceback."""
-    from testutils import file_size_limit
+    from testutils import file_size_limited
 
     out = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "train.run", "--data-root", str(synthetic_market), "--output", str(out),
-                           "--height", "32", "--width", "16", "--epochs", "1", "--no-progress", "--set", "data.p=4",
-                           "--set", "run.max_iters=1", "--set", "run.tensorboard=false"],
-                          capture_output=True, text=True, timeout=600, preexec_fn=file_size_limit(200 << 10))
+    proc = subprocess.run(file_size_limited([sys.executable, "-m", "train.run", "--data-root", str(synthetic_market),
+                                             "--output", str(out), "--height", "32", "--width", "16", "--epochs", "1",
+                                             "--no-progress", "--set", "data.p=4", "--set", "run.max_iters=1",
+                                             "--set", "run.tensorboard=false"], 200 << 10),
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
     last = proc.stderr.strip().splitlines()[-1]  # the lines before it are the training log
