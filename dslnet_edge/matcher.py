@@ -50,11 +50,11 @@ __all__ = ["Matcher", "Match", "DEFAULT_THRESHOLD"]
 #: 938 crops of 100 people in 2 cameras): ``python -m dslnet_edge.threshold --data-root .../query
 #: --data-root .../bounding_box_test`` scores each crop's nearest same-person and nearest
 #: different-person crop in the other camera (the decision this matcher makes) and the balanced
-#: threshold is 0.6882: 69.1% of single crops reach their own identity, 32.5% of strangers are merged
-#: into someone (balanced accuracy 0.683; track aggregation raises the first). The previous demo
+#: threshold is 0.6995: 56.8% of single crops reach their own identity, 18.8% of strangers are merged
+#: into someone (balanced accuracy 0.690; track aggregation raises the first). The previous demo
 #: weights needed 0.79 (44% / 13%). Users recalibrate on their own cameras and weights:
 #: ``python -m dslnet_edge.threshold --data-root ...``.
-DEFAULT_THRESHOLD = 0.69
+DEFAULT_THRESHOLD = 0.70
 
 
 @dataclasses.dataclass(frozen=True)
