@@ -104,7 +104,7 @@ def teacher_cost(teachers: list[str], crops: int = 64) -> float:
     """Milliseconds per crop for all teachers together (OpenVINO, batch 1 as the IRs are fixed)."""
     from train.distill import ensemble_embed, load_teacher
 
-    runners = [load_teacher(t) for t in teachers]
+    runners = [load_teacher(t, spec=DistillConfig().teacher_spec) for t in teachers]
     batch = np.random.default_rng(0).uniform(0, 255, size=(crops, 3, 256, 128)).astype(np.float32)
     ensemble_embed(runners, batch[:2])
     t = time.perf_counter()
