@@ -15,6 +15,10 @@ Two ways to score (``--scores``):
   threshold; a stranger, whose identity is not in the gallery, is wrongly merged when the second
   does. The maximum over a gallery grows with the number of identities in it, so this threshold
   is higher than a pairwise one and belongs to galleries of about the size calibrated on.
+  With ``--crops-per-track K`` each query and gallery entry is instead the L2-normalized mean of
+  K crops of one person in one camera (:func:`track_means`, several random draws per person and
+  camera): the decision a tracked video makes, where a track's mean feature is matched against
+  identities enrolled from other tracks' means.
 * ``pairs``: every same-person and different-person pair (:func:`pair_similarities`): how well
   two single crops are told apart, independent of gallery size. Measured on CUHK03 with the demo
   weights, its balanced threshold (0.55) lets only 8.8% of different-person *pairs* match, yet
@@ -41,7 +45,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,6 +61,7 @@ __all__ = [
     "calibrate_threshold",
     "pair_similarities",
     "nearest_similarities",
+    "track_means",
     "CalibrationConfig",
     "calibrate_from_folders",
     "read_labelled_crops",
@@ -78,6 +85,7 @@ class ThresholdCalibration:
     num_same: int
     num_different: int
     scores: str = "pairs"  # what was compared: "pairs" or "nearest" (see the module docstring)
+    crops_per_track: int = 1  # each compared feature is the mean of this many crops (1: single crops)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -92,13 +100,17 @@ class ThresholdCalibration:
             raise ValueError(f"threshold must be finite, got {self.threshold!r}")
         if self.num_same < 1 or self.num_different < 1:
             raise ValueError("a calibration needs at least one same and one different pair")
+        if isinstance(self.crops_per_track, bool) or not isinstance(self.crops_per_track, int) or self.crops_per_track < 1:
+            raise ValueError(f"crops_per_track must be an integer >= 1, got {self.crops_per_track!r}")
 
     def summary(self) -> str:
         if self.scores == "nearest":
+            noun = "crop" if self.crops_per_track == 1 else "track"
+            means = "" if self.crops_per_track == 1 else f" (each the mean of {self.crops_per_track} crops of one person and camera)"
             return (
-                f"threshold {self.threshold:.4f} ({self.method}, nearest): {100 * self.true_match_rate:.1f}% of crops reach "
-                f"their nearest same-person crop and {100 * self.false_match_rate:.2f}% reach their nearest different-person "
-                f"crop (a stranger merged); balanced accuracy {self.balanced_accuracy:.3f}; from {self.num_same} crops"
+                f"threshold {self.threshold:.4f} ({self.method}, nearest): {100 * self.true_match_rate:.1f}% of {noun}s reach "
+                f"their nearest same-person {noun} and {100 * self.false_match_rate:.2f}% reach their nearest different-person "
+                f"{noun} (a stranger merged); balanced accuracy {self.balanced_accuracy:.3f}; from {self.num_same} {noun}s{means}"
             )
         return (
             f"threshold {self.threshold:.4f} ({self.method}): {100 * self.true_match_rate:.1f}% of same-person pairs "
@@ -117,6 +129,7 @@ def calibrate_threshold(
     method: str = "balanced",
     target_far: float = 0.01,
     scores: str = "pairs",
+    crops_per_track: int = 1,
 ) -> ThresholdCalibration:
     """Pick the similarity threshold that best separates same-person from different-person pairs.
 
@@ -130,6 +143,7 @@ def calibrate_threshold(
             (lowest threshold whose false-match rate is at most ``target_far``).
         target_far: the false-match rate allowed by ``method="far"``.
         scores: what the two arrays hold (``"pairs"`` or ``"nearest"``), recorded in the result.
+        crops_per_track: how many crops each compared feature averaged (:func:`track_means`), recorded.
 
     >>> c = calibrate_threshold([0.8, 0.9, 0.7], [0.1, 0.3, 0.2, 0.4])
     >>> round(c.threshold, 2), c.true_match_rate, c.false_match_rate
@@ -167,6 +181,7 @@ def calibrate_threshold(
         num_same=len(same),
         num_different=len(diff),
         scores=scores,
+        crops_per_track=crops_per_track,
     )
 
 
@@ -240,6 +255,59 @@ def nearest_similarities(
     return best_same[keep], best_diff[keep]
 
 
+def track_means(
+    features: np.ndarray,
+    identities: Sequence[str],
+    cameras: Sequence[str | None] | None = None,
+    *,
+    crops_per_track: int,
+    draws: int = 5,
+    seed: int = 0,
+) -> tuple[np.ndarray, list[str], list[str | None]]:
+    """Track-like features: L2-normalized means of ``crops_per_track`` crops of one person in one camera.
+
+    For every (identity, camera) with at least ``crops_per_track`` crops, ``draws`` distinct random
+    subsets of that size (all of them when there are no more than ``draws``) are averaged, as a
+    tracker's mean of a person's crops is. People with fewer crops in a camera are left out. Returns ``(features,
+    identities, cameras)`` of the means, ready for :func:`nearest_similarities`.
+
+    >>> f, i, c = track_means(np.eye(3), ["a", "a", "b"], ["c1", "c1", "c1"], crops_per_track=2)
+    >>> np.round(f, 3).tolist(), i, c
+    ([[0.707, 0.707, 0.0]], ['a'], ['c1'])
+    """
+    if isinstance(crops_per_track, bool) or not isinstance(crops_per_track, int) or crops_per_track < 1:
+        raise ValueError(f"crops_per_track must be an integer >= 1, got {crops_per_track!r}")
+    if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
+        raise ValueError(f"draws must be an integer >= 1, got {draws!r}")
+    feats, ids = _unit_rows(features, identities)
+    cams = [None] * len(ids) if cameras is None else list(cameras)
+    if len(cams) != len(ids):
+        raise ValueError(f"cameras has {len(cams)} entries for {len(ids)} features")
+    groups: dict[tuple[str, str | None], list[int]] = {}
+    for row, key in enumerate(zip(ids.tolist(), cams)):
+        groups.setdefault(key, []).append(row)
+    rng = np.random.default_rng(seed)
+    out_feats, out_ids, out_cams = [], [], []
+    for (identity, camera), rows in groups.items():
+        if len(rows) < crops_per_track:
+            continue
+        if math.comb(len(rows), crops_per_track) <= draws:  # few enough: every subset, once
+            subsets = list(itertools.combinations(rows, crops_per_track))
+        else:  # ``draws`` distinct random subsets
+            chosen: set[tuple[int, ...]] = set()
+            while len(chosen) < draws:
+                chosen.add(tuple(sorted(rng.choice(rows, size=crops_per_track, replace=False).tolist())))
+            subsets = sorted(chosen)
+        for subset in subsets:
+            mean = feats[list(subset)].mean(axis=0)
+            out_feats.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
+            out_ids.append(identity)
+            out_cams.append(camera)
+    if not out_feats:
+        raise ValueError(f"no identity has {crops_per_track} crops in one camera; lower --crops-per-track")
+    return np.asarray(out_feats), out_ids, out_cams
+
+
 def _known_cameras(cameras: Sequence[str | None] | None, cross_camera: bool) -> np.ndarray | None:
     """The cameras as an array when same-person scores must cross cameras and every camera is known, else None."""
     if cross_camera and cameras is not None and all(c is not None for c in cameras):
@@ -275,6 +343,7 @@ class CalibrationConfig:
     cross_camera: bool = True
     max_per_identity: int | None = 20
     batch_size: int = 32
+    crops_per_track: int = 1
 
     def __post_init__(self) -> None:
         if not self.data_roots:
@@ -285,6 +354,10 @@ class CalibrationConfig:
             raise ValueError(f"--scores must be one of {SCORES}, got {self.scores!r}")
         if self.max_per_identity is not None and self.max_per_identity < 1:
             raise ValueError(f"--max-per-identity must be >= 1, got {self.max_per_identity}")
+        if self.crops_per_track < 1:
+            raise ValueError(f"--crops-per-track must be >= 1, got {self.crops_per_track}")
+        if self.crops_per_track > 1 and self.scores != "nearest":
+            raise ValueError("--crops-per-track applies to --scores nearest (the matcher's decision on track means)")
 
 
 def read_labelled_crops(roots: Sequence[Path], *, max_per_identity: int | None = None) -> list[tuple[Path, str, str | None]]:
@@ -334,13 +407,16 @@ def calibrate_from_folders(config: CalibrationConfig) -> ThresholdCalibration:
             for path, _, _ in items[start : start + config.batch_size]:
                 crops.append(read_image(path))
             feats.append(engine.embed(crops))
+    feats = np.concatenate(feats)
+    ids, cams = [i for _, i, _ in items], [c for _, _, c in items]
+    if config.crops_per_track > 1:
+        feats, ids, cams = track_means(feats, ids, cams, crops_per_track=config.crops_per_track)
     score = nearest_similarities if config.scores == "nearest" else pair_similarities
-    same, diff = score(
-        np.concatenate(feats), [i for _, i, _ in items], [c for _, _, c in items], cross_camera=config.cross_camera
-    )
+    same, diff = score(feats, ids, cams, cross_camera=config.cross_camera)
     if len(same) == 0:
         raise ValueError("no same-identity pairs (across cameras) among the images; add more images per identity or pass --any-camera")
-    return calibrate_threshold(same, diff, method=config.method, target_far=config.target_far, scores=config.scores)
+    return calibrate_threshold(same, diff, method=config.method, target_far=config.target_far, scores=config.scores,
+                               crops_per_track=config.crops_per_track)
 
 
 def _parse_args(argv: Sequence[str] | None) -> tuple[CalibrationConfig, bool] | int:
@@ -355,6 +431,8 @@ def _parse_args(argv: Sequence[str] | None) -> tuple[CalibrationConfig, bool] | 
     parser.add_argument("--target-far", type=float, default=0.01, help="false-match rate for --method far")
     parser.add_argument("--any-camera", action="store_true", help="also count same-camera pairs as same-person pairs")
     parser.add_argument("--max-per-identity", type=int, default=20, help="images used per identity and camera (0 = all)")
+    parser.add_argument("--crops-per-track", type=int, default=1, metavar="K",
+                        help="compare means of K crops per person and camera, as tracks are matched (default 1: single crops)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parse_args_or_status(parser, argv)
     if isinstance(args, int):
@@ -367,6 +445,7 @@ def _parse_args(argv: Sequence[str] | None) -> tuple[CalibrationConfig, bool] | 
         scores=args.scores,
         cross_camera=not args.any_camera,
         max_per_identity=args.max_per_identity or None,
+        crops_per_track=args.crops_per_track,
     )
     return config, args.json
 

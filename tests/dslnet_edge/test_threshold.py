@@ -19,6 +19,7 @@ from dslnet_edge.threshold import (
     nearest_similarities,
     pair_similarities,
     read_labelled_crops,
+    track_means,
 )
 
 
@@ -114,6 +115,40 @@ def test_nearest_calibration_is_reported_as_such():
         calibrate_threshold([0.8], [0.1], scores="triplets")
 
 
+def test_track_means_by_hand():
+    feats = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [0, 0, 2]], np.float32)
+    ids, cams = ["a", "a", "a", "b", "b"], ["c1", "c1", "c1", "c2", "c1"]
+    means, mids, mcams = track_means(feats, ids, cams, crops_per_track=2, draws=50, seed=1)
+    # a/c1 has 3 crops: its 3 pairs, each once (no more than draws=50: all are taken); b has 1 crop per camera: left out
+    assert mids == ["a"] * 3 and mcams == ["c1"] * 3
+    s = 2**-0.5
+    np.testing.assert_allclose(means, [[s, s, 0], [s, 0, s], [0, s, s]], atol=1e-6)  # rows are normalized first
+    one, one_ids, _ = track_means(feats, ids, cams, crops_per_track=1, draws=3)
+    assert len(one) == 5 and sorted(one_ids) == sorted(ids)  # k=1, draws=3: every crop once
+    drawn, drawn_ids, _ = track_means(feats, ids, cams, crops_per_track=2, draws=2, seed=0)
+    assert drawn_ids == ["a", "a"] and not np.allclose(drawn[0], drawn[1])  # 2 of a's 3 pairs, distinct
+    np.testing.assert_allclose(np.linalg.norm(one, axis=1), 1.0, atol=1e-6)
+    with pytest.raises(ValueError, match="no identity has 4 crops in one camera"):
+        track_means(feats, ids, cams, crops_per_track=4)
+    with pytest.raises(ValueError, match="crops_per_track must be an integer >= 1"):
+        track_means(feats, ids, cams, crops_per_track=0)
+    with pytest.raises(ValueError, match="cameras has 2 entries for 5 features"):
+        track_means(feats, ids, cams[:2], crops_per_track=1)
+
+
+def test_track_means_separate_people_better_than_single_noisy_crops(rng):
+    """Averaging k noisy views of a person lifts the same-person score far more than the nearest stranger's."""
+    centres = rng.normal(size=(40, 32))
+    feats = np.concatenate([centres[p] + rng.normal(scale=1.5, size=(8, 32)) for p in range(40)])
+    ids = [str(p) for p in range(40) for _ in range(8)]
+    cams = ["c1", "c2"] * (40 * 4)
+    single = calibrate_threshold(*nearest_similarities(feats, ids, cams), scores="nearest")
+    tracks = calibrate_threshold(*nearest_similarities(*track_means(feats, ids, cams, crops_per_track=4)),
+                                 scores="nearest", crops_per_track=4)
+    assert tracks.balanced_accuracy > single.balanced_accuracy + 0.1
+    assert tracks.crops_per_track == 4 and "of tracks reach" in tracks.summary() and "mean of 4 crops" in tracks.summary()
+
+
 def _write_crops(folder, rng, layout):
     """Two cameras x 4 identities; each identity's crops are noisy copies of one base image."""
     folder.mkdir()
@@ -154,6 +189,9 @@ def test_cli_calibrates_on_a_folder(tmp_path, rng, capsys):
     assert "100.0% of same-person pairs" in capsys.readouterr().out
     assert main(["--data-root", str(tmp_path / "crops"), "--model", str(model), "--json", "--method", "far"]) == 0
     assert '"method": "far"' in capsys.readouterr().out
+    assert main(["--data-root", str(tmp_path / "crops"), "--model", str(model), "--crops-per-track", "2"]) == 0
+    out = capsys.readouterr().out  # 4 people x 2 cameras, 2 crops each: one track mean per person and camera
+    assert "100.0% of tracks reach their nearest same-person track" in out and "from 8 tracks (each the mean of 2" in out
 
 
 @pytest.mark.parametrize(
@@ -162,6 +200,7 @@ def test_cli_calibrates_on_a_folder(tmp_path, rng, capsys):
         (["--data-root", "/no/such/folder"], "data root /no/such/folder is not a folder"),
         (["--data-root", "{empty}"], "need at least 2 identities"),
         (["--data-root", "{crops}", "--model", "{crops}/missing.onnx"], "missing.onnx does not exist"),
+        (["--data-root", "{crops}", "--crops-per-track", "3"], "no identity has 3 crops in one camera"),
     ],
 )
 def test_cli_errors_are_one_line(tmp_path, rng, args, error):
@@ -179,6 +218,10 @@ def test_config_is_validated(tmp_path):
         CalibrationConfig(data_roots=())
     with pytest.raises(ValueError, match="--max-per-identity must be >= 1"):
         CalibrationConfig(data_roots=(tmp_path,), max_per_identity=0)
+    with pytest.raises(ValueError, match="--crops-per-track must be >= 1"):
+        CalibrationConfig(data_roots=(tmp_path,), crops_per_track=0)
+    with pytest.raises(ValueError, match="applies to --scores nearest"):
+        CalibrationConfig(data_roots=(tmp_path,), crops_per_track=2, scores="pairs")
 
 
 @pytest.mark.parametrize("args", [["--data-root", "x", "--scores", "triplets"], ["--bogus"], []])
