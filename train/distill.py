@@ -66,6 +66,8 @@ class DistillConfig:
         teachers: teacher model files: OpenVINO IR (``.xml``, needs ``openvino``) or ONNX.
         teacher_channel_order / teacher_height / teacher_width: the teachers' input contract
             (OMZ re-identification models: BGR pixels 0-255, 256x128, normalization in the graph).
+        teacher_feature_dim: each teacher's embedding width (OMZ: 256); the teachers' L2-normalized
+            embeddings are concatenated, so the student's ``feature_dim`` must be the sum.
         feature_weight: weight of the cosine feature-distillation term.
         relational_weight: weight of the relational (similarity-matrix KL) term.
         temperature: softmax temperature of the relational term.
@@ -76,6 +78,7 @@ class DistillConfig:
     teacher_channel_order: str = "BGR"
     teacher_height: int = 256
     teacher_width: int = 128
+    teacher_feature_dim: int = 256
     feature_weight: float = 1.0
     relational_weight: float = 1.0
     temperature: float = 0.1
@@ -84,8 +87,8 @@ class DistillConfig:
     def __post_init__(self) -> None:
         if self.teacher_channel_order not in ("RGB", "BGR"):
             raise ValueError(f"distill.teacher_channel_order must be RGB or BGR, got {self.teacher_channel_order!r}")
-        if min(self.teacher_height, self.teacher_width, self.batch_size) < 1:
-            raise ValueError("distill.teacher_height, teacher_width and batch_size must be >= 1")
+        if min(self.teacher_height, self.teacher_width, self.teacher_feature_dim, self.batch_size) < 1:
+            raise ValueError("distill.teacher_height, teacher_width, teacher_feature_dim and batch_size must be >= 1")
         for name in ("feature_weight", "relational_weight"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
@@ -100,7 +103,8 @@ class DistillConfig:
     @property
     def teacher_spec(self) -> InputSpec:
         return InputSpec(height=self.teacher_height, width=self.teacher_width,
-                         channel_order=self.teacher_channel_order, feature_dim=256, l2_normalized=False)
+                         channel_order=self.teacher_channel_order, feature_dim=self.teacher_feature_dim,
+                         l2_normalized=False)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from dslnet_edge.errors import DslnetError
 from dslnet_edge.model import DSLNet, build_variant
 from dslnet_edge.model.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
 from dslnet_edge.spec import InputSpec
-from train.config import TrainConfig, save_config
+from train.config import ConfigError, TrainConfig, save_config
 from train.data import ImageCache, ReidSplit, ReidTrainDataset, collate_uint8, read_dataset
 from train.evaluate import EvalSet, evaluate_sets, torch_embedder
 from train.losses import ReidLoss
@@ -335,6 +335,12 @@ def fit(cfg: TrainConfig, *, resume: str | None = None) -> FitResult:
                               embedding_relu=cfg.model.embedding_relu, bnneck=cfg.model.bnneck, spec=spec)
         if cfg.model.init_from:
             say(init_from_checkpoint(model, cfg.model.init_from))
+    if targets is not None and targets.shape[-1] != model.config.feature_dim:
+        raise ConfigError(
+            f"the teachers' embeddings concatenate to {targets.shape[-1]}-d ({len(cfg.distill.teachers)} teacher(s) x "
+            f"distill.teacher_feature_dim {cfg.distill.teacher_feature_dim}) but the student's embedding is "
+            f"{model.config.feature_dim}-d: feature distillation compares them directly, so they must match"
+        )
     model.to(device)
     if cfg.run.channels_last:
         model.to(memory_format=torch.channels_last)

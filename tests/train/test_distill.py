@@ -103,6 +103,7 @@ def test_distill_loss_weights_its_terms():
     ({"relational_weight": float("nan")}, "relational_weight"),
     ({"teacher_channel_order": "BRG"}, "channel_order"),
     ({"batch_size": 0}, "batch_size"),
+    ({"teacher_feature_dim": 0}, "teacher_feature_dim"),
 ])
 def test_distill_config_rejects_bad_values(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -204,6 +205,19 @@ def test_teachers_of_another_width_are_refused_naming_the_teacher(synthetic_mark
     teachers = _teachers(tmp_path, dims=(256, 300))
     with pytest.raises(TeacherError, match=r"teacher1\.onnx.*300"):
         fit(_config(synthetic_market, tmp_path / "run", teachers, schedule={"epochs": 1}))
+
+
+def test_teacher_width_is_a_setting_and_must_add_up_to_the_student_width(synthetic_market, tmp_path):
+    (tmp_path / "wide").mkdir()
+    one_wide = _teachers(tmp_path / "wide", dims=(512,))
+    result = fit(_config(synthetic_market, tmp_path / "one", one_wide, schedule={"epochs": 1},
+                         distill={"teacher_feature_dim": 512}))
+    assert np.load(tmp_path / "one" / "teacher_targets.npy").shape[-1] == 512 and "feat" in result.history[0]
+    (tmp_path / "narrow").mkdir()
+    narrow = _teachers(tmp_path / "narrow", dims=(128, 128))
+    with pytest.raises(ConfigError, match=r"concatenate to 256-d \(2 teacher\(s\) x distill.teacher_feature_dim 128\).*512-d"):
+        fit(_config(synthetic_market, tmp_path / "two", narrow, schedule={"epochs": 1},
+                    distill={"teacher_feature_dim": 128}))
 
 
 def test_signed_embedding_and_bnneck_stay_out_of_the_inference_graph():
