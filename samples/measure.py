@@ -4,6 +4,7 @@
 
     python -m samples.measure --out-dir measure/            # both sample videos, recommended settings
     python -m samples.measure --out-dir measure/ --png-every 10 --model other.onnx
+    python -m samples.measure --out-dir measure/ --similarities --compare-peers   # weights vs OMZ peers
 
 For each of the two Intel sample videos (``../shared/data/videos``, CC BY 4.0) it runs
 ``samples.video_reid`` with the recommended detector (``--detector``, default YOLOX-Nano 416
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import hashlib
 import sys
 from pathlib import Path
@@ -27,7 +29,7 @@ import numpy as np
 
 from samples._cli import EXPECTED_ERRORS, parse_args_or_status, quiet_native_logs, report_error
 
-__all__ = ["main", "measure_video"]
+__all__ = ["main", "measure_video", "track_crops", "mean_similarity_matrix", "track_similarities", "peer_similarities"]
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -92,16 +94,10 @@ def measure_video(video: Path, detector: str, out_dir: Path, *, model: str | Non
     }
 
 
-def track_similarities(video: Path, log: Path, *, model: str | None, step: int = 3) -> tuple[list[int], np.ndarray]:
-    """Cosine similarities between the mean features of the decided tracks of a measured run.
-
-    Every ``step``-th good crop of each track (the log's boxes, :class:`CropQuality`) is embedded
-    again; the matrix shows whether the weights separate the people at the threshold (the
-    identity counts follow from it). Returns ``(track ids, matrix)``.
-    """
+def track_crops(video: Path, log: Path, *, step: int = 3) -> dict[int, list[np.ndarray]]:
+    """Every ``step``-th good crop (the log's boxes, :class:`CropQuality`) of each decided track of a measured run."""
     import cv2
 
-    from dslnet_edge import Engine
     from samples.detect import Box
     from samples.pipeline import CropQuality
 
@@ -127,14 +123,70 @@ def track_similarities(video: Path, log: Path, *, model: str | None, step: int =
             crops.setdefault(track, []).append(frame[y1:y2, x1:x2].copy())
         index += 1
     capture.release()
-    engine = Engine(model)
+    return crops
+
+
+def mean_similarity_matrix(crops: dict[int, list[np.ndarray]], embed) -> tuple[list[int], np.ndarray]:
+    """Cosine similarities between the tracks' mean features; ``embed(crops) -> [N, D]`` (normalized here)."""
     tracks = sorted(crops)
     means = []
     for t in tracks:
-        mean = engine.embed(crops[t]).mean(0)
-        means.append(mean / np.linalg.norm(mean))
+        feats = np.asarray(embed(crops[t]), dtype=np.float64)
+        feats /= np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
+        mean = feats.mean(0)
+        means.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
     means = np.array(means).reshape(len(tracks), -1)
     return tracks, means @ means.T
+
+
+def track_similarities(video: Path, log: Path, *, model: str | None, step: int = 3) -> tuple[list[int], np.ndarray]:
+    """Cosine similarities between the mean features of the decided tracks of a measured run.
+
+    Every ``step``-th good crop of each track is embedded again with the re-ID ``model``; the
+    matrix shows whether the weights separate the people at the threshold (the identity counts
+    follow from it). Returns ``(track ids, matrix)``.
+    """
+    from dslnet_edge import Engine
+
+    with Engine(model) as engine:
+        return mean_similarity_matrix(track_crops(video, log, step=step), engine.embed)
+
+
+def peer_similarities(crops: dict[int, list[np.ndarray]], peers_dir: Path) -> list[tuple[str, list[int], np.ndarray]]:
+    """The same track-mean matrix through each OMZ peer found in ``peers_dir`` (FP32; missing files skipped).
+
+    A yardstick for the weights: when a peer keeps the tracks apart and the bundled weights do
+    not, the weights, not the threshold, merge the people.
+    """
+    from dslnet_edge.bench.peers import PEERS, peer_backend
+    from dslnet_edge.preprocessing import preprocess
+
+    results = []
+    for peer in PEERS:
+        if not (Path(peers_dir) / peer.file).is_file():
+            continue
+        backend = peer_backend(peer, peers_dir, precision="f32")
+        try:
+            embed = functools.partial(_embed_with, backend, peer.spec, preprocess)
+            tracks, matrix = mean_similarity_matrix(crops, embed)
+        finally:
+            backend.close()
+        results.append((peer.short, tracks, matrix))
+    if not results:
+        raise FileNotFoundError(f"no OMZ peer model in {peers_dir} (expected e.g. {PEERS[0].file})")
+    return results
+
+
+def _embed_with(backend, spec, preprocess, crops):
+    return backend.infer_all(preprocess(crops, spec))
+
+
+def _print_matrix(title: str, tracks: list[int], matrix: np.ndarray) -> None:
+    off = matrix[~np.eye(len(tracks), dtype=bool)]
+    worst = f"; between different tracks at most {off.max():.2f}" if off.size else ""
+    print(f"    {title}, tracks {tracks}{worst}:", file=sys.stderr)
+    for t, line in zip(tracks, matrix):
+        print(f"    {t:>4} " + " ".join(f"{v:5.2f}" for v in line), file=sys.stderr)
 
 
 def replay_trackers(log: Path, frame_rate: float, frame_shape: tuple[int, int], kinds=("bytetrack", "iou")) -> dict[str, dict[str, int]]:
@@ -179,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--only", choices=VIDEOS, help="measure one of the two videos")
     parser.add_argument("--similarities", action="store_true",
                         help="also print the similarity matrix of the decided tracks' mean features (embeds every 3rd good crop again)")
+    parser.add_argument("--compare-peers", nargs="?", const=str(SHARED / "peers" / "openvino-omz"), metavar="DIR",
+                        help="with --similarities: the same matrix through the OMZ peer models in DIR "
+                             "(default ../shared/peers/openvino-omz), a yardstick for the weights")
     return parser
 
 
@@ -190,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.every < 1 or args.png_every < 1:
             raise ValueError("--every and --png-every must be >= 1")
+        if args.compare_peers and not args.similarities:
+            raise ValueError("--compare-peers compares the --similarities matrix: pass both")
         from dslnet_edge.weights import DEMO_ONNX
 
         weights = Path(args.model) if args.model else Path(DEMO_ONNX)
@@ -208,13 +265,15 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"    {line}", file=sys.stderr)
             print(f"    the same detections through each tracker (confirmed tracks / tracks with enough good crops): {row['trackers']}", file=sys.stderr)
             if args.similarities:
+                from dslnet_edge import Engine
                 from dslnet_edge.matcher import DEFAULT_THRESHOLD
 
-                stem = name.split(".")[0]
-                tracks, matrix = track_similarities(Path(args.videos) / name, Path(args.out_dir) / f"{stem}.csv", model=args.model)
-                print(f"    track-mean cosine similarities (threshold {DEFAULT_THRESHOLD}), tracks {tracks}:", file=sys.stderr)
-                for t, line in zip(tracks, matrix):
-                    print(f"    {t:>4} " + " ".join(f"{v:5.2f}" for v in line), file=sys.stderr)
+                crops = track_crops(Path(args.videos) / name, Path(args.out_dir) / f"{name.split('.')[0]}.csv")
+                with Engine(args.model) as engine:
+                    tracks, matrix = mean_similarity_matrix(crops, engine.embed)
+                _print_matrix(f"track-mean cosine similarities, {weights.name} (threshold {DEFAULT_THRESHOLD})", tracks, matrix)
+                for peer, tracks, matrix in peer_similarities(crops, Path(args.compare_peers)) if args.compare_peers else ():
+                    _print_matrix(f"the same through {peer} (FP32)", tracks, matrix)
     except EXPECTED_ERRORS as exc:
         return report_error(exc)
     return 0
