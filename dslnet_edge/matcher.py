@@ -50,11 +50,12 @@ __all__ = ["Matcher", "Match", "DEFAULT_THRESHOLD"]
 #: 938 crops of 100 people in 2 cameras): ``python -m dslnet_edge.threshold --data-root .../query
 #: --data-root .../bounding_box_test`` scores each crop's nearest same-person and nearest
 #: different-person crop in the other camera (the decision this matcher makes) and the balanced
-#: threshold is 0.6995: 56.8% of single crops reach their own identity, 18.8% of strangers are merged
-#: into someone (balanced accuracy 0.690; track aggregation raises the first). The previous demo
-#: weights needed 0.79 (44% / 13%). Users recalibrate on their own cameras and weights:
-#: ``python -m dslnet_edge.threshold --data-root ...``.
-DEFAULT_THRESHOLD = 0.70
+#: threshold is 0.689: 51.7% of single crops reach their own identity, 13.6% of strangers are merged
+#: into someone (balanced accuracy 0.690). Tracks decide on the mean of several crops; the same
+#: calibration on such means (``--crops-per-track 3`` / ``5``) gives 0.685 / 0.707 (68% / 23% and
+#: 59% / 6%), so one threshold serves both. Users recalibrate on their own cameras and weights:
+#: ``python -m dslnet_edge.threshold --data-root ... [--crops-per-track K]``.
+DEFAULT_THRESHOLD = 0.69
 
 
 @dataclasses.dataclass(frozen=True)
