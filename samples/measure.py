@@ -19,17 +19,21 @@ numbers do not). Times on a shared CPU are disturbed by whatever else runs there
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
-import functools
 import hashlib
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from samples._cli import EXPECTED_ERRORS, parse_args_or_status, quiet_native_logs, report_error
 
-__all__ = ["main", "measure_video", "track_crops", "mean_similarity_matrix", "track_similarities", "peer_similarities"]
+if TYPE_CHECKING:
+    from dslnet_edge import Engine
+
+__all__ = ["main", "measure_video", "track_crops", "mean_similarity_matrix", "track_similarities", "peer_engines", "peer_similarities"]
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -152,33 +156,36 @@ def track_similarities(video: Path, log: Path, *, model: str | None, step: int =
         return mean_similarity_matrix(track_crops(video, log, step=step), engine.embed)
 
 
-def peer_similarities(crops: dict[int, list[np.ndarray]], peers_dir: Path) -> list[tuple[str, list[int], np.ndarray]]:
-    """The same track-mean matrix through each OMZ peer found in ``peers_dir`` (FP32; missing files skipped).
+def peer_engines(peers_dir: Path) -> list[tuple[str, Engine]]:
+    """An :class:`~dslnet_edge.Engine` (FP32) on each OMZ peer found in ``peers_dir``, with its short name.
+
+    Missing peer files are skipped; a folder with none of them is a ``FileNotFoundError``. The
+    engines are the caller's to close.
+    """
+    from dslnet_edge import Engine
+    from dslnet_edge.bench.peers import PEERS, peer_backend
+
+    found = [peer for peer in PEERS if (Path(peers_dir) / peer.file).is_file()]
+    if not found:
+        raise FileNotFoundError(f"no OMZ peer model in {peers_dir} (expected e.g. {PEERS[0].file})")
+    engines: list[tuple[str, Engine]] = []
+    try:
+        for peer in found:
+            engines.append((peer.short, Engine(backend=peer_backend(peer, peers_dir, precision="f32"))))
+    except BaseException:  # one peer failed to load: release those already loaded
+        for _, engine in engines:
+            engine.close()
+        raise
+    return engines
+
+
+def peer_similarities(crops: dict[int, list[np.ndarray]], engines: list[tuple[str, Engine]]) -> list[tuple[str, list[int], np.ndarray]]:
+    """The same track-mean matrix through each peer engine (:func:`peer_engines`): ``(name, tracks, matrix)``.
 
     A yardstick for the weights: when a peer keeps the tracks apart and the bundled weights do
     not, the weights, not the threshold, merge the people.
     """
-    from dslnet_edge.bench.peers import PEERS, peer_backend
-    from dslnet_edge.preprocessing import preprocess
-
-    results = []
-    for peer in PEERS:
-        if not (Path(peers_dir) / peer.file).is_file():
-            continue
-        backend = peer_backend(peer, peers_dir, precision="f32")
-        try:
-            embed = functools.partial(_embed_with, backend, peer.spec, preprocess)
-            tracks, matrix = mean_similarity_matrix(crops, embed)
-        finally:
-            backend.close()
-        results.append((peer.short, tracks, matrix))
-    if not results:
-        raise FileNotFoundError(f"no OMZ peer model in {peers_dir} (expected e.g. {PEERS[0].file})")
-    return results
-
-
-def _embed_with(backend, spec, preprocess, crops):
-    return backend.infer_all(preprocess(crops, spec))
+    return [(name, *mean_similarity_matrix(crops, engine.embed)) for name, engine in engines]
 
 
 def _print_matrix(title: str, tracks: list[int], matrix: np.ndarray) -> None:
@@ -247,33 +254,37 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--every and --png-every must be >= 1")
         if args.compare_peers and not args.similarities:
             raise ValueError("--compare-peers compares the --similarities matrix: pass both")
+        from dslnet_edge import Engine
+        from dslnet_edge.matcher import DEFAULT_THRESHOLD
         from dslnet_edge.weights import DEMO_ONNX
 
         weights = Path(args.model) if args.model else Path(DEMO_ONNX)
-        print(f"re-ID weights: {weights.name} sha256 {_sha256(weights)[:16]} (identity counts depend on them)")
-        print(f"detector: {args.detector}")
-        print("| video | frames | tracks | identities | detector ms/frame | tracker ms/frame | matching ms/frame (embedding incl.) | embedding ms/crop | frames/s end to end |")
-        print("|---|---|---|---|---|---|---|---|---|")
-        for name in [args.only] if args.only else VIDEOS:
-            row = measure_video(Path(args.videos) / name, args.detector, Path(args.out_dir), model=args.model, every=args.every, png_every=args.png_every)
-            print(
-                f"| {row['video']} | {row['frames']} | {row['tracks']} | {row['identities']} | {row['detector_ms']:.1f} | "
-                f"{row['tracker_ms']:.2f} | {row['match_ms']:.1f} | {row['embed_ms_per_crop']:.1f} | {row['fps']:.1f} |",
-                flush=True,
-            )
-            for line in row["summary"]:
-                print(f"    {line}", file=sys.stderr)
-            print(f"    the same detections through each tracker (confirmed tracks / tracks with enough good crops): {row['trackers']}", file=sys.stderr)
-            if args.similarities:
-                from dslnet_edge import Engine
-                from dslnet_edge.matcher import DEFAULT_THRESHOLD
-
-                crops = track_crops(Path(args.videos) / name, Path(args.out_dir) / f"{name.split('.')[0]}.csv")
-                with Engine(args.model) as engine:
+        with contextlib.ExitStack() as stack:
+            # the engines of the similarity check load once, before any video (a wrong peers folder fails at once)
+            engine = stack.enter_context(Engine(args.model)) if args.similarities else None
+            peers = peer_engines(Path(args.compare_peers)) if args.compare_peers else []
+            for _, peer in peers:
+                stack.enter_context(peer)
+            print(f"re-ID weights: {weights.name} sha256 {_sha256(weights)[:16]} (identity counts depend on them)")
+            print(f"detector: {args.detector}")
+            print("| video | frames | tracks | identities | detector ms/frame | tracker ms/frame | matching ms/frame (embedding incl.) | embedding ms/crop | frames/s end to end |")
+            print("|---|---|---|---|---|---|---|---|---|")
+            for name in [args.only] if args.only else VIDEOS:
+                row = measure_video(Path(args.videos) / name, args.detector, Path(args.out_dir), model=args.model, every=args.every, png_every=args.png_every)
+                print(
+                    f"| {row['video']} | {row['frames']} | {row['tracks']} | {row['identities']} | {row['detector_ms']:.1f} | "
+                    f"{row['tracker_ms']:.2f} | {row['match_ms']:.1f} | {row['embed_ms_per_crop']:.1f} | {row['fps']:.1f} |",
+                    flush=True,
+                )
+                for line in row["summary"]:
+                    print(f"    {line}", file=sys.stderr)
+                print(f"    the same detections through each tracker (confirmed tracks / tracks with enough good crops): {row['trackers']}", file=sys.stderr)
+                if engine is not None:
+                    crops = track_crops(Path(args.videos) / name, Path(args.out_dir) / f"{name.split('.')[0]}.csv")
                     tracks, matrix = mean_similarity_matrix(crops, engine.embed)
-                _print_matrix(f"track-mean cosine similarities, {weights.name} (threshold {DEFAULT_THRESHOLD})", tracks, matrix)
-                for peer, tracks, matrix in peer_similarities(crops, Path(args.compare_peers)) if args.compare_peers else ():
-                    _print_matrix(f"the same through {peer} (FP32)", tracks, matrix)
+                    _print_matrix(f"track-mean cosine similarities, {weights.name} (threshold {DEFAULT_THRESHOLD})", tracks, matrix)
+                    for peer, tracks, matrix in peer_similarities(crops, peers):
+                        _print_matrix(f"the same through {peer} (FP32)", tracks, matrix)
     except EXPECTED_ERRORS as exc:
         return report_error(exc)
     return 0

@@ -7,7 +7,7 @@ import pytest
 from testutils import tiny_embedding_onnx
 
 from dslnet_edge.bench.peers import PEERS
-from samples.measure import main, measure_video, peer_similarities, track_crops, track_similarities
+from samples.measure import main, measure_video, peer_engines, peer_similarities, track_crops, track_similarities
 
 
 def test_measure_video_counts_tracks_identities_and_writes_pngs(tmp_path, tiny_model, scene, walker):
@@ -34,7 +34,10 @@ def test_peers_give_the_same_tracks_a_yardstick_matrix(tmp_path, tiny_model, sce
     peer = next(p for p in PEERS if p.runtime == "onnxruntime")
     (tmp_path / "peers").mkdir()
     tiny_embedding_onnx(tmp_path / "peers" / peer.file, peer.spec, normalize=False, with_spec=False)
-    [(name, tracks, matrix)] = peer_similarities(crops, tmp_path / "peers")  # the IR peers are absent: skipped
+    engines = peer_engines(tmp_path / "peers")  # the IR peers are absent: skipped
+    [(name, tracks, matrix)] = peer_similarities(crops, engines)
+    for _, engine in engines:
+        engine.close()
     assert name == peer.short and tracks == sorted(crops)
     assert np.allclose(np.diag(matrix), 1.0, atol=1e-6) and np.allclose(matrix, matrix.T)
     # the peer's path by hand: its contract's resize, ImageNet normalization, then the ONNX graph
@@ -52,7 +55,7 @@ def test_peers_give_the_same_tracks_a_yardstick_matrix(tmp_path, tiny_model, sce
 
     np.testing.assert_allclose(matrix, mean_similarity_matrix(crops, by_hand)[1], atol=1e-5)
     with pytest.raises(FileNotFoundError, match="no OMZ peer model in"):
-        peer_similarities(crops, tmp_path)
+        peer_engines(tmp_path)
 
 
 def test_compare_peers_needs_similarities(tmp_path, capsys):
