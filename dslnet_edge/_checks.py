@@ -6,7 +6,7 @@ import math
 import numbers
 import time
 
-__all__ = ["timestamp_seconds"]
+__all__ = ["timestamp_seconds", "positive_int"]
 
 
 def timestamp_seconds(timestamp: float | None) -> float:
@@ -20,3 +20,14 @@ def timestamp_seconds(timestamp: float | None) -> float:
     if isinstance(timestamp, bool) or not isinstance(timestamp, numbers.Real) or not math.isfinite(timestamp):
         raise ValueError(f"timestamp must be a finite number of seconds, got {timestamp!r}")
     return float(timestamp)
+
+
+def positive_int(value: object, name: str) -> int:
+    """``value`` when it is an integer >= 1 (bools refused), else ``ValueError`` naming ``name``.
+
+    >>> positive_int(3, "draws")
+    3
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return value

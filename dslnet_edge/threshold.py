@@ -54,6 +54,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dslnet_edge._checks import positive_int
 from dslnet_edge.images import is_image_file, parse_market_name
 
 __all__ = [
@@ -100,8 +101,7 @@ class ThresholdCalibration:
             raise ValueError(f"threshold must be finite, got {self.threshold!r}")
         if self.num_same < 1 or self.num_different < 1:
             raise ValueError("a calibration needs at least one same and one different pair")
-        if isinstance(self.crops_per_track, bool) or not isinstance(self.crops_per_track, int) or self.crops_per_track < 1:
-            raise ValueError(f"crops_per_track must be an integer >= 1, got {self.crops_per_track!r}")
+        positive_int(self.crops_per_track, "crops_per_track")
 
     def summary(self) -> str:
         if self.scores == "nearest":
@@ -275,10 +275,8 @@ def track_means(
     >>> np.round(f, 3).tolist(), i, c
     ([[0.707, 0.707, 0.0]], ['a'], ['c1'])
     """
-    if isinstance(crops_per_track, bool) or not isinstance(crops_per_track, int) or crops_per_track < 1:
-        raise ValueError(f"crops_per_track must be an integer >= 1, got {crops_per_track!r}")
-    if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
-        raise ValueError(f"draws must be an integer >= 1, got {draws!r}")
+    positive_int(crops_per_track, "crops_per_track")
+    positive_int(draws, "draws")
     feats, ids = _unit_rows(features, identities)
     cams = [None] * len(ids) if cameras is None else list(cameras)
     if len(cams) != len(ids):

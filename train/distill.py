@@ -116,8 +116,6 @@ Teacher = Callable[[np.ndarray], np.ndarray]  # float32 [B, 3, H, W] (teacher co
 def load_teacher(path: str | os.PathLike, *, spec: InputSpec, threads: int = 0) -> Teacher:
     """An OpenVINO IR (``.xml``, FP32) or ONNX (``.onnx``, ONNX Runtime) teacher as a batch -> embeddings
     callable, run through the runtime's backends with the teacher's input contract ``spec``."""
-    from dslnet_edge.errors import DslnetError
-
     path = Path(path)
     if not path.is_file():
         raise TeacherError(f"teacher model {path} does not exist")
