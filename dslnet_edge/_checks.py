@@ -6,7 +6,7 @@ import math
 import numbers
 import time
 
-__all__ = ["timestamp_seconds", "positive_int"]
+__all__ = ["timestamp_seconds", "int_at_least", "positive_int"]
 
 
 def timestamp_seconds(timestamp: float | None) -> float:
@@ -22,12 +22,23 @@ def timestamp_seconds(timestamp: float | None) -> float:
     return float(timestamp)
 
 
-def positive_int(value: object, name: str) -> int:
-    """``value`` when it is an integer >= 1 (bools refused), else ``ValueError`` naming ``name``.
+def int_at_least(value: object, name: str, low: int, *, hint: str = "") -> int:
+    """``value`` as an ``int`` when it is an integer (numpy's too; bools refused) ``>= low``, else
+    ``ValueError`` naming ``name`` (``hint`` is added after the requirement, e.g. ``" or None"``).
+
+    >>> int_at_least(0, "index", 0)
+    0
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        need = "a positive integer" if low == 1 else f"an integer >= {low}"
+        raise ValueError(f"{name} must be {need}{hint}, got {value!r}")
+    return int(value)
+
+
+def positive_int(value: object, name: str, *, hint: str = "") -> int:
+    """:func:`int_at_least` with ``low = 1``.
 
     >>> positive_int(3, "draws")
     3
     """
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return value
+    return int_at_least(value, name, 1, hint=hint)

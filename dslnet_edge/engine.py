@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dslnet_edge._checks import positive_int
 from dslnet_edge.backends import Backend, backend_class, backend_for_path
 from dslnet_edge.errors import DslnetError
 from dslnet_edge.preprocessing import preprocess, validate_crop
@@ -76,8 +77,7 @@ class Engine:
         self._spec = self._backend.spec
         limit = self._backend.max_batch
         if max_batch is not None:
-            if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
-                raise ValueError(f"max_batch must be a positive integer or None, got {max_batch!r}")
+            max_batch = positive_int(max_batch, "max_batch", hint=" or None")
             limit = max_batch if limit is None else min(limit, max_batch)
         if limit is None:
             limit = getattr(self._backend, "preferred_batch", None) or DEFAULT_CHUNK

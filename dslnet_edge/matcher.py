@@ -40,7 +40,7 @@ from collections.abc import Hashable, Iterator, Sequence
 
 import numpy as np
 
-from dslnet_edge._checks import timestamp_seconds
+from dslnet_edge._checks import int_at_least, positive_int, timestamp_seconds
 from dslnet_edge.gallery import Gallery, GalleryError
 
 __all__ = ["Matcher", "Match", "DEFAULT_THRESHOLD"]
@@ -110,8 +110,7 @@ class Match:
         if any(a[1] < b[1] for a, b in zip(candidates, candidates[1:])):
             raise ValueError("Match.candidates must be sorted by similarity, best first")
         object.__setattr__(self, "candidates", candidates)
-        if isinstance(self.index, bool) or not isinstance(self.index, int) or self.index < 0:
-            raise ValueError(f"Match.index must be an integer >= 0, got {self.index!r}")
+        object.__setattr__(self, "index", int_at_least(self.index, "Match.index", 0))
 
     @property
     def is_known(self) -> bool:
@@ -185,9 +184,8 @@ class Matcher:
             raise ValueError(f"threshold must be a cosine similarity in [-1, 1], got {threshold!r}")
         if not _is_similarity(novelty):
             raise ValueError(f"novelty must be a cosine similarity in [-1, 1], got {novelty!r}")
-        for name, value in (("top_k", top_k), ("max_tracks", max_tracks), ("min_track_crops", min_track_crops)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        top_k, max_tracks, min_track_crops = (positive_int(value, name) for name, value in (
+            ("top_k", top_k), ("max_tracks", max_tracks), ("min_track_crops", min_track_crops)))
         if not (0.0 <= track_momentum < 1.0):
             raise ValueError(f"track_momentum must be in [0, 1), got {track_momentum!r}")
         if not (track_ttl > 0):

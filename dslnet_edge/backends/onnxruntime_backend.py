@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from dslnet_edge._checks import int_at_least, positive_int
 from dslnet_edge.backends.base import (
     ArtifactError,
     ArtifactNotFoundError,
@@ -168,9 +169,7 @@ class OnnxRuntimeBackend(Backend):
             options.register_custom_ops_library(str(library))
         for attr, value in (("intra_op_num_threads", intra_op_threads), ("inter_op_num_threads", inter_op_threads)):
             if value is not None:
-                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                    raise ValueError(f"{attr.replace('_num', '')} must be an integer >= 0 (0 = ONNX Runtime's default), got {value!r}")
-                setattr(options, attr, value)
+                setattr(options, attr, int_at_least(value, attr.replace("_num", ""), 0, hint=" (0 = ONNX Runtime's default)"))
         self._session = _create_session(ort, model, options, requested, source=self.source)
         _check_providers_used(self._session, requested, source=self.source)
         self.providers = list(self._session.get_providers())
@@ -296,8 +295,8 @@ def _check_providers_used(session, providers: list[Provider], *, source: str) ->
 
 
 def _combine_max_batch(requested: int | None, fixed: int | None) -> int | None:
-    if requested is not None and (isinstance(requested, bool) or not isinstance(requested, int) or requested < 1):
-        raise ValueError(f"max_batch must be a positive integer or None, got {requested!r}")
+    if requested is not None:
+        requested = positive_int(requested, "max_batch", hint=" or None")
     if fixed is None:
         return requested
     return fixed if requested is None else min(requested, fixed)

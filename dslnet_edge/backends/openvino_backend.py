@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dslnet_edge._checks import int_at_least, positive_int
 from dslnet_edge.backends.base import (
     ArtifactError,
     ArtifactNotFoundError,
@@ -117,12 +118,10 @@ class OpenVinoBackend(Backend):
         precision = {"fp32": "f32"}.get(str(precision).lower(), str(precision).lower())
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {list(PRECISIONS)} (or 'fp32'), got {precision!r}")
-        if intra_op_threads is not None and (
-            isinstance(intra_op_threads, bool) or not isinstance(intra_op_threads, int) or intra_op_threads < 0
-        ):
-            raise ValueError(f"intra_op_threads must be an integer >= 0 (0 = OpenVINO's default), got {intra_op_threads!r}")
-        if max_batch is not None and (isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1):
-            raise ValueError(f"max_batch must be a positive integer or None, got {max_batch!r}")
+        if intra_op_threads is not None:
+            intra_op_threads = int_at_least(intra_op_threads, "intra_op_threads", 0, hint=" (0 = OpenVINO's default)")
+        if max_batch is not None:
+            max_batch = positive_int(max_batch, "max_batch", hint=" or None")
         if not (isinstance(min_cosine, (int, float)) and 0.0 < min_cosine <= 1.0):
             raise ValueError(f"min_cosine must be in (0, 1], got {min_cosine!r}")
         ov = _import_openvino()

@@ -14,6 +14,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from dslnet_edge._checks import positive_int
+
 __all__ = ["CHECK_MIN_COSINE", "CHECK_BATCH", "person_like_crops", "min_row_cosine"]
 
 #: The smallest per-crop cosine between a reduced precision and FP32 that a backend accepts.
@@ -24,8 +26,7 @@ CHECK_BATCH = 8
 
 def person_like_crops(n: int = CHECK_BATCH, *, seed: int = 0) -> list[np.ndarray]:
     """``n`` uint8 BGR crops of drawn people, detector-sized (160-400 px high, aspect 0.35-0.5); deterministic per seed."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
+    n = positive_int(n, "n")
     rng = np.random.default_rng(seed)
     return [_one_person(rng) for _ in range(n)]
 

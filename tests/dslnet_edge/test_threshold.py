@@ -130,7 +130,7 @@ def test_track_means_by_hand():
     np.testing.assert_allclose(np.linalg.norm(one, axis=1), 1.0, atol=1e-6)
     with pytest.raises(ValueError, match="no identity has 4 crops in one camera"):
         track_means(feats, ids, cams, crops_per_track=4)
-    with pytest.raises(ValueError, match="crops_per_track must be an integer >= 1"):
+    with pytest.raises(ValueError, match="crops_per_track must be a positive integer"):
         track_means(feats, ids, cams, crops_per_track=0)
     with pytest.raises(ValueError, match="cameras has 2 entries for 5 features"):
         track_means(feats, ids, cams[:2], crops_per_track=1)
