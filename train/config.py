@@ -122,6 +122,15 @@ class ModelConfig:
     embedding_relu: bool = True  # False: no ReLU after the embedding's BN (signed embeddings, distillation)
     bnneck: bool = False  # a training-only BN between the embedding and the classifiers
     init_from: str = ""  # checkpoint to take weights from (new input size allowed)
+    mixstyle: float = 0.0  # training only: probability a batch mixes feature statistics (train/mixstyle.py)
+    mixstyle_alpha: float = 0.1  # Beta(alpha, alpha) mixing weights
+    mixstyle_layers: tuple[str, ...] = ("stage1", "stage2")
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.mixstyle <= 1.0:
+            raise ConfigError(f"model.mixstyle must be a probability in [0, 1], got {self.mixstyle}")
+        if not self.mixstyle_alpha > 0:
+            raise ConfigError(f"model.mixstyle_alpha must be > 0, got {self.mixstyle_alpha}")
 
 
 @dataclasses.dataclass

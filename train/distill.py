@@ -16,10 +16,15 @@ Losses (weights in :class:`DistillConfig`):
 * :func:`relational_distill_loss` - KL between the row-wise softmax of the batch's teacher and
   student cosine-similarity matrices at temperature ``T``, *self-similarity left out*: with the
   diagonal in, ``exp(1 / T)`` of every row's self term swamps the rest at ``T = 0.05`` and the loss
-  is ~0 whatever the student does.
+  is ~0 whatever the student does;
+* :func:`similarity_distill_loss` - mean squared difference of the two cosine-similarity matrices
+  (off-diagonal). The softmax above does not change when a constant is added to a row's cosines, so
+  it sees the level of the similarities only through how spread they are; this term holds the level
+  too (a student whose embeddings share one large direction, every cosine high, as DSLNet's are on
+  cameras it never saw).
 
 The targets are cached in ``teacher_targets.npy`` in the run folder (with a JSON key of the image
-paths and teacher files), so a resumed run does not run the teachers again.
+paths and the teacher files' contents), so a resumed run does not run the teachers again.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ __all__ = [
     "teacher_targets",
     "feature_distill_loss",
     "relational_distill_loss",
+    "similarity_distill_loss",
     "DistillLoss",
     "TeacherError",
 ]
@@ -70,6 +76,7 @@ class DistillConfig:
             embeddings are concatenated, so the student's ``feature_dim`` must be the sum.
         feature_weight: weight of the cosine feature-distillation term.
         relational_weight: weight of the relational (similarity-matrix KL) term.
+        similarity_weight: weight of the similarity-matrix MSE term (0 = off).
         temperature: softmax temperature of the relational term.
         batch_size: images per teacher call when the targets are computed.
     """
@@ -81,6 +88,7 @@ class DistillConfig:
     teacher_feature_dim: int = 256
     feature_weight: float = 1.0
     relational_weight: float = 1.0
+    similarity_weight: float = 0.0
     temperature: float = 0.1
     batch_size: int = 16
 
@@ -89,7 +97,7 @@ class DistillConfig:
             raise ValueError(f"distill.teacher_channel_order must be RGB or BGR, got {self.teacher_channel_order!r}")
         if min(self.teacher_height, self.teacher_width, self.teacher_feature_dim, self.batch_size) < 1:
             raise ValueError("distill.teacher_height, teacher_width, teacher_feature_dim and batch_size must be >= 1")
-        for name in ("feature_weight", "relational_weight"):
+        for name in ("feature_weight", "relational_weight", "similarity_weight"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"distill.{name} must be a finite number >= 0, got {value}")
@@ -148,13 +156,27 @@ def ensemble_embed(teachers: Sequence[Teacher], batch: np.ndarray) -> np.ndarray
     return np.concatenate(outs, axis=1) / np.float32(math.sqrt(len(teachers)))
 
 
+def _teacher_files(teacher: str | os.PathLike) -> list[Path]:
+    """The files a teacher's outputs depend on: the model file, and an OpenVINO IR's weights beside it."""
+    path = Path(teacher)
+    weights = path.with_suffix(".bin")
+    return [path, weights] if path.suffix == ".xml" and weights.is_file() else [path]
+
+
 def _cache_key(paths: Sequence[str], cfg: DistillConfig) -> str:
+    """The targets' identity: the image paths, the teachers' *contents* and the teachers' input contract.
+
+    Contents, not file times: a data folder mounted or copied anew keeps its cache (the teachers'
+    targets take ~10 minutes on 2 CPU cores), and a changed teacher never reuses a stale one.
+    """
     h = hashlib.sha256()
     for p in paths:
         h.update(p.encode("utf-8", "surrogatepass") + b"\0")
     for t in cfg.teachers:
-        st = Path(t).stat()
-        h.update(f"{Path(t).resolve()}|{st.st_size}|{int(st.st_mtime)}".encode())
+        for f in _teacher_files(t):
+            with open(f, "rb") as fh:
+                h.update(hashlib.file_digest(fh, "sha256").digest() if hasattr(hashlib, "file_digest")
+                         else hashlib.sha256(fh.read()).digest())
     h.update(f"{cfg.teacher_channel_order}{cfg.teacher_height}x{cfg.teacher_width}".encode())
     return h.hexdigest()
 
@@ -249,6 +271,21 @@ def relational_distill_loss(student, target, temperature: float = 0.1):
     return (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=1).mean()
 
 
+def similarity_distill_loss(student, target):
+    """Mean squared difference of the batch's student and teacher cosine-similarity matrices, self-pairs
+    left out (they are 1 for both)."""
+    import torch
+    import torch.nn.functional as F
+
+    if student.shape[0] != target.shape[0] or student.shape[0] < 2:
+        raise ValueError(f"similarity distillation needs the same batch (>= 2) for student and teacher, got "
+                         f"{student.shape[0]} and {target.shape[0]}")
+    s = F.normalize(student.float(), dim=1)
+    t = F.normalize(target.float(), dim=1)
+    off = ~torch.eye(len(s), dtype=torch.bool, device=s.device)
+    return (s @ s.t() - t @ t.t())[off].pow(2).mean()
+
+
 class DistillLoss:
     """The weighted distillation terms. Call with the student's features and the batch's targets."""
 
@@ -267,4 +304,8 @@ class DistillLoss:
             rel = relational_distill_loss(features, targets, cfg.temperature)
             total = total + cfg.relational_weight * rel
             parts["rel"] = float(rel.detach())
+        if cfg.similarity_weight > 0:
+            sim = similarity_distill_loss(features, targets)
+            total = total + cfg.similarity_weight * sim
+            parts["sim"] = float(sim.detach())
         return total, parts

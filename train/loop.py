@@ -344,6 +344,13 @@ def fit(cfg: TrainConfig, *, resume: str | None = None) -> FitResult:
     model.to(device)
     if cfg.run.channels_last:
         model.to(memory_format=torch.channels_last)
+    if cfg.model.mixstyle > 0:
+        from train.mixstyle import MixStyle, attach_mixstyle
+
+        try:
+            attach_mixstyle(model, MixStyle(cfg.model.mixstyle, cfg.model.mixstyle_alpha), cfg.model.mixstyle_layers)
+        except ValueError as exc:
+            raise ConfigError(f"model.mixstyle_layers: {exc}") from None
 
     optimizer = build_optimizer(cfg, model)
     iters_per_epoch = len(sampler) if not cfg.run.max_iters else min(len(sampler), cfg.run.max_iters)
@@ -443,7 +450,7 @@ def _train_one_epoch(cfg, epoch, model, train_model, loader, sampler, optimizer,
     torch.manual_seed(cfg.run.seed * 100_003 + epoch)
     model.train()
     set_backbone_frozen(model, frozen)
-    totals = {"loss": 0.0, "ce": 0.0, "aux": 0.0, "triplet": 0.0, "feat": 0.0, "rel": 0.0, "acc": 0.0}
+    totals = {"loss": 0.0, "ce": 0.0, "aux": 0.0, "triplet": 0.0, "feat": 0.0, "rel": 0.0, "sim": 0.0, "acc": 0.0}
     seen, steps = 0, 0
     bar = _progress(cfg, ddp, iters, f"epoch {epoch + 1}/{cfg.schedule.epochs}")
     start = time.perf_counter()

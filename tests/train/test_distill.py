@@ -25,6 +25,7 @@ from train.distill import (
     feature_distill_loss,
     load_teacher,
     relational_distill_loss,
+    similarity_distill_loss,
     teacher_targets,
 )
 from train.loop import fit
@@ -88,6 +89,25 @@ def test_relational_loss_matches_a_hand_computation_and_leaves_self_pairs_out():
         relational_distill_loss(torch.ones(2, 4), torch.ones(2, 4))
 
 
+def test_similarity_loss_matches_a_hand_computation_and_sees_a_common_shift():
+    rng = np.random.default_rng(2)
+    s, t = rng.standard_normal((5, 6)), rng.standard_normal((5, 6))
+    def cos(x):
+        x = x / np.linalg.norm(x, axis=1, keepdims=True)
+        return x @ x.T
+    off = ~np.eye(5, dtype=bool)
+    expected = float(np.mean((cos(s) - cos(t))[off] ** 2))
+    assert float(similarity_distill_loss(torch.tensor(s), torch.tensor(t))) == pytest.approx(expected, rel=1e-6)
+    q, _ = np.linalg.qr(rng.standard_normal((6, 6)))
+    assert float(similarity_distill_loss(torch.tensor(t @ q), torch.tensor(t))) == pytest.approx(0, abs=1e-10)
+    # every student embedding shares one large direction (all cosines high): clearly penalized
+    t = rng.standard_normal((16, 64))
+    shifted = t / np.linalg.norm(t, axis=1, keepdims=True) + 2.0 * np.eye(64)[0]
+    assert float(similarity_distill_loss(torch.tensor(shifted), torch.tensor(t))) > 0.5
+    with pytest.raises(ValueError, match=">= 2"):
+        similarity_distill_loss(torch.ones(1, 4), torch.ones(1, 4))
+
+
 def test_distill_loss_weights_its_terms():
     rng = np.random.default_rng(1)
     s, t = torch.tensor(rng.standard_normal((6, 8))), torch.tensor(rng.standard_normal((6, 8)))
@@ -95,12 +115,15 @@ def test_distill_loss_weights_its_terms():
     assert float(total) == pytest.approx(2.0 * parts["feat"] + 0.5 * parts["rel"], rel=1e-6)
     total, parts = DistillLoss(DistillConfig(feature_weight=1.0, relational_weight=0.0))(s, t)
     assert set(parts) == {"feat"} and float(total) == pytest.approx(parts["feat"])
+    total, parts = DistillLoss(DistillConfig(feature_weight=0.0, relational_weight=0.0, similarity_weight=3.0))(s, t)
+    assert set(parts) == {"sim"} and float(total) == pytest.approx(3.0 * parts["sim"], rel=1e-6)
 
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"temperature": 0.0}, "temperature"),
     ({"feature_weight": -1.0}, "feature_weight"),
     ({"relational_weight": float("nan")}, "relational_weight"),
+    ({"similarity_weight": -0.5}, "similarity_weight"),
     ({"teacher_channel_order": "BRG"}, "channel_order"),
     ({"batch_size": 0}, "batch_size"),
     ({"teacher_feature_dim": 0}, "teacher_feature_dim"),
@@ -154,6 +177,23 @@ def test_teacher_targets_flip_views_and_cache(synthetic_market, tmp_path, caplog
     caplog.clear()
     fewer = teacher_targets(paths[:5], cfg, cache_file=cache)
     assert fewer.shape[0] == 5 and not any("reusing" in line for line in caplog.messages)
+
+    # the key is the teachers' contents: copied elsewhere with a new file time it is reused, edited it is not
+    import dataclasses
+    import os
+
+    (tmp_path / "moved").mkdir()
+    moved = [shutil.copy(t, tmp_path / "moved") for t in cfg.teachers]
+    for t in moved:
+        os.utime(t, (1, 1))
+    teacher_targets(paths, cfg, cache_file=cache)  # back to the full list
+    caplog.clear()
+    teacher_targets(paths, dataclasses.replace(cfg, teachers=tuple(moved)), cache_file=cache)
+    assert any("reusing" in line for line in caplog.messages)
+    tiny_embedding_onnx(moved[0], cfg.teacher_spec, seed=7, normalize=False)  # same name, other weights
+    caplog.clear()
+    teacher_targets(paths, dataclasses.replace(cfg, teachers=tuple(moved)), cache_file=cache)
+    assert not any("reusing" in line for line in caplog.messages)
 
 
 def test_teacher_loading_errors_name_the_file(tmp_path):
