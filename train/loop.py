@@ -366,6 +366,9 @@ def fit(cfg: TrainConfig, *, resume: str | None = None) -> FitResult:
         best = resume_payload.get("best_metric")
         history = list(resume_payload.get("history", []))
         _apply_schedule(optimizer, scheduler, cfg.optim.lr)
+    if cfg.loss.label_weight == 0 and not cfg.distill.enabled:
+        raise ConfigError("loss.label_weight is 0 and there are no teachers: nothing would be learned "
+                          "(label_weight 0 is for distillation only)")
     criterion = ReidLoss(cfg.loss)
     if cfg.distill.enabled:
         from train.distill import DistillLoss

@@ -106,6 +106,8 @@ class LossConfig:
         triplet_start_epoch: epoch (0-based) from which the triplet term is added; the fine-tuning
             recipe trains with cross-entropy first (while the backbone is frozen), then Eq. 8.
         alpha, beta, margin: Eq. 8's alpha, Eq. 7's beta, Eq. 6's margin m.
+        label_weight: scales all of the above together (0 = the labels teach nothing: distillation
+            only, for a student that should copy its teachers rather than fit the training cameras).
     """
 
     label_smoothing: float = 0.1
@@ -115,13 +117,14 @@ class LossConfig:
     alpha: float = 0.5
     beta: float = 0.8
     margin: float = 0.3
+    label_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.triplet not in TRIPLET_KINDS:
             raise ValueError(f"loss.triplet must be one of {TRIPLET_KINDS}, got {self.triplet!r}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"loss.label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        for name in ("aux_weight", "alpha", "beta", "margin"):
+        for name in ("aux_weight", "alpha", "beta", "margin", "label_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"loss.{name} must be >= 0, got {getattr(self, name)}")
         if self.triplet_start_epoch < 0:
@@ -156,4 +159,4 @@ class ReidLoss:
                 tri = e_trihard_loss(output.features, labels, cfg.margin, cfg.beta)
             total = total + cfg.alpha * tri
             parts["triplet"] = float(tri.detach())
-        return total, parts
+        return (total if cfg.label_weight == 1.0 else cfg.label_weight * total), parts

@@ -157,3 +157,11 @@ def test_lr_schedule_warmup_cosine_and_per_iteration():
         opt.step()
         sched.step()
     assert lrs[0] == pytest.approx(0.1) and lrs[4] == pytest.approx(0.05) and lrs[-1] < 0.01
+
+
+def test_label_weight_zero_without_teachers_is_refused_before_training(synthetic_market, tmp_path):
+    from train.config import ConfigError
+
+    with pytest.raises(ConfigError, match="label_weight is 0 and there are no teachers"):
+        fit(config(synthetic_market, tmp_path / "run", loss={"label_weight": 0.0}))
+    assert not (tmp_path / "run" / "last.pt").exists()

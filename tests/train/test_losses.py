@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -87,6 +88,11 @@ def test_total_loss_eq8_with_auxiliary_branch():
     # no auxiliary logits (inference-style model): the term disappears
     total_no_aux, _ = ReidLoss(LossConfig(label_smoothing=0.0))(TrainOutput(logits, None, FEATURES), labels)
     assert float(total_no_aux) == pytest.approx(ce, abs=1e-6)
+    # label_weight scales the whole label loss (0: distillation only); the parts are still reported
+    half, parts_half = ReidLoss(dataclasses.replace(cfg, label_weight=0.5))(out, labels, epoch=2)
+    assert float(half) == pytest.approx(0.5 * float(total), abs=1e-6) and parts_half == parts
+    with pytest.raises(ValueError, match="label_weight"):
+        LossConfig(label_weight=-1.0)
 
 
 def test_gradients_stay_finite_with_identical_features():
