@@ -5,7 +5,7 @@
 Quick start::
 
     import dslnet_edge
-    matcher = dslnet_edge.Matcher(dslnet_edge.Engine())   # bundled demo weights, ONNX Runtime CPU
+    matcher = dslnet_edge.Matcher(dslnet_edge.Engine())   # bundled weights, ONNX Runtime CPU
     matches = matcher.match(frame_crops)                   # list[dslnet_edge.Match]
 """
 

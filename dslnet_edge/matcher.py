@@ -26,7 +26,7 @@ What happens to each crop of a ``match`` call:
 Steps 2-4 run under one lock, so concurrent ``match`` calls from several threads are safe and
 the gallery never sees half an update.
 
-The threshold default :data:`DEFAULT_THRESHOLD` was calibrated on CUHK03 with the demo weights;
+The threshold default :data:`DEFAULT_THRESHOLD` was calibrated on CUHK03 with the bundled weights;
 recalibrate it on your cameras (and for other weights) with ``python -m dslnet_edge.threshold``.
 """
 

@@ -334,7 +334,7 @@ class CalibrationConfig:
     """What ``python -m dslnet_edge.threshold`` was asked to do."""
 
     data_roots: tuple[Path, ...]
-    model: Path | None = None  # None: the bundled demo weights
+    model: Path | None = None  # None: the bundled weights
     method: str = "balanced"
     target_far: float = 0.01
     scores: str = "nearest"
