@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dslnet_edge._io import file_sha256
 from dslnet_edge.errors import DslnetError
 from dslnet_edge.preprocessing import preprocess
 from dslnet_edge.spec import InputSpec
@@ -174,9 +175,7 @@ def _cache_key(paths: Sequence[str], cfg: DistillConfig) -> str:
         h.update(p.encode("utf-8", "surrogatepass") + b"\0")
     for t in cfg.teachers:
         for f in _teacher_files(t):
-            with open(f, "rb") as fh:
-                h.update(hashlib.file_digest(fh, "sha256").digest() if hasattr(hashlib, "file_digest")
-                         else hashlib.sha256(fh.read()).digest())
+            h.update(file_sha256(f).encode())
     h.update(f"{cfg.teacher_channel_order}{cfg.teacher_height}x{cfg.teacher_width}".encode())
     return h.hexdigest()
 
@@ -253,6 +252,14 @@ def feature_distill_loss(student, target):
     return (1.0 - F.cosine_similarity(student.float(), target.float(), dim=1)).mean()
 
 
+def _cosine_matrix(x):
+    """The batch's pairwise cosine similarities ``[B, B]`` (float32)."""
+    import torch.nn.functional as F
+
+    x = F.normalize(x.float(), dim=1)
+    return x @ x.t()
+
+
 def relational_distill_loss(student, target, temperature: float = 0.1):
     """KL(teacher || student) of the row-wise softmax of cosine similarities / T, self-pairs left out."""
     import torch
@@ -261,11 +268,9 @@ def relational_distill_loss(student, target, temperature: float = 0.1):
     if student.shape[0] != target.shape[0] or student.shape[0] < 3:
         raise ValueError(f"relational distillation needs the same batch (>= 3) for student and teacher, got "
                          f"{student.shape[0]} and {target.shape[0]}")
-    s = F.normalize(student.float(), dim=1)
-    t = F.normalize(target.float(), dim=1)
-    eye = torch.eye(len(s), dtype=torch.bool, device=s.device)
-    s_logits = (s @ s.t() / temperature).masked_fill(eye, float("-inf"))
-    t_logits = (t @ t.t() / temperature).masked_fill(eye, float("-inf"))
+    eye = torch.eye(len(student), dtype=torch.bool, device=student.device)
+    s_logits = (_cosine_matrix(student) / temperature).masked_fill(eye, float("-inf"))
+    t_logits = (_cosine_matrix(target) / temperature).masked_fill(eye, float("-inf"))
     log_p_s = F.log_softmax(s_logits, dim=1).masked_fill(eye, 0.0)
     log_p_t = F.log_softmax(t_logits, dim=1).masked_fill(eye, 0.0)
     return (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=1).mean()
@@ -275,15 +280,12 @@ def similarity_distill_loss(student, target):
     """Mean squared difference of the batch's student and teacher cosine-similarity matrices, self-pairs
     left out (they are 1 for both)."""
     import torch
-    import torch.nn.functional as F
 
     if student.shape[0] != target.shape[0] or student.shape[0] < 2:
         raise ValueError(f"similarity distillation needs the same batch (>= 2) for student and teacher, got "
                          f"{student.shape[0]} and {target.shape[0]}")
-    s = F.normalize(student.float(), dim=1)
-    t = F.normalize(target.float(), dim=1)
-    off = ~torch.eye(len(s), dtype=torch.bool, device=s.device)
-    return (s @ s.t() - t @ t.t())[off].pow(2).mean()
+    off = ~torch.eye(len(student), dtype=torch.bool, device=student.device)
+    return (_cosine_matrix(student) - _cosine_matrix(target))[off].pow(2).mean()
 
 
 class DistillLoss:

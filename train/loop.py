@@ -266,6 +266,9 @@ def fit(cfg: TrainConfig, *, resume: str | None = None) -> FitResult:
     say = _log.info if ddp.main else (lambda msg: None)
     if not cfg.data.root:
         raise ValueError("no training data: set data.root (--data-root) to a dataset folder")
+    if cfg.loss.label_weight == 0 and not cfg.distill.enabled:
+        raise ConfigError("loss.label_weight is 0 and there are no teachers: nothing would be learned "
+                          "(label_weight 0 is for distillation only)")
     output = Path(cfg.run.output)
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
@@ -300,24 +303,6 @@ def fit(cfg: TrainConfig, *, resume: str | None = None) -> FitResult:
     transform = build_transform(dataclasses.replace(cfg.data.augment, flip=0.0), height=spec.height,
                                 channel_order=spec.channel_order, mean=spec.mean)
     dataset = ReidTrainDataset(cache, labels, transform, flip=cfg.data.augment.flip)
-    targets = None
-    if cfg.distill.enabled:
-        from train.distill import teacher_targets
-
-        if ddp.main:
-            output.mkdir(parents=True, exist_ok=True)
-        targets = torch.from_numpy(teacher_targets([im.path for im in split.train], cfg.distill,
-                                                   cache_file=output / "teacher_targets.npy",
-                                                   threads=max(1, torch.get_num_threads()))).to(device)
-        targets = targets.reshape(-1, targets.shape[-1])  # row 2 * index + flipped
-    sampler = PKSampler(labels, cfg.data.p, cfg.data.k, seed=cfg.run.seed, rank=ddp.rank, world_size=ddp.world_size)
-    workers = cfg.data.workers if cfg.data.workers >= 0 else (8 if device.type == "cuda" else 0)
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_uint8, num_workers=workers,
-                                         pin_memory=device.type == "cuda", persistent_workers=workers > 0)
-    query_set = gallery_set = None
-    if split.has_eval and ddp.main:
-        query_set = EvalSet.load(split.query, limit=cfg.data.eval_max_images)
-        gallery_set = EvalSet.load(split.gallery, limit=cfg.data.eval_max_images)
 
     # Model -------------------------------------------------------------------------------------
     num_classes = split.num_train_pids
@@ -335,12 +320,6 @@ def fit(cfg: TrainConfig, *, resume: str | None = None) -> FitResult:
                               embedding_relu=cfg.model.embedding_relu, bnneck=cfg.model.bnneck, spec=spec)
         if cfg.model.init_from:
             say(init_from_checkpoint(model, cfg.model.init_from))
-    if targets is not None and targets.shape[-1] != model.config.feature_dim:
-        raise ConfigError(
-            f"the teachers' embeddings concatenate to {targets.shape[-1]}-d ({len(cfg.distill.teachers)} teacher(s) x "
-            f"distill.teacher_feature_dim {cfg.distill.teacher_feature_dim}) but the student's embedding is "
-            f"{model.config.feature_dim}-d: feature distillation compares them directly, so they must match"
-        )
     model.to(device)
     if cfg.run.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -351,6 +330,31 @@ def fit(cfg: TrainConfig, *, resume: str | None = None) -> FitResult:
             attach_mixstyle(model, MixStyle(cfg.model.mixstyle, cfg.model.mixstyle_alpha), cfg.model.mixstyle_layers)
         except ValueError as exc:
             raise ConfigError(f"model.mixstyle_layers: {exc}") from None
+
+    targets = None
+    if cfg.distill.enabled:
+        from train.distill import teacher_targets
+
+        if ddp.main:
+            output.mkdir(parents=True, exist_ok=True)
+        targets = torch.from_numpy(teacher_targets([im.path for im in split.train], cfg.distill,
+                                                   cache_file=output / "teacher_targets.npy",
+                                                   threads=max(1, torch.get_num_threads()))).to(device)
+        targets = targets.reshape(-1, targets.shape[-1])  # row 2 * index + flipped
+        if targets.shape[-1] != model.config.feature_dim:
+            raise ConfigError(
+                f"the teachers' embeddings concatenate to {targets.shape[-1]}-d ({len(cfg.distill.teachers)} teacher(s) "
+                f"x distill.teacher_feature_dim {cfg.distill.teacher_feature_dim}) but the student's embedding is "
+                f"{model.config.feature_dim}-d: feature distillation compares them directly, so they must match"
+            )
+    sampler = PKSampler(labels, cfg.data.p, cfg.data.k, seed=cfg.run.seed, rank=ddp.rank, world_size=ddp.world_size)
+    workers = cfg.data.workers if cfg.data.workers >= 0 else (8 if device.type == "cuda" else 0)
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_uint8, num_workers=workers,
+                                         pin_memory=device.type == "cuda", persistent_workers=workers > 0)
+    query_set = gallery_set = None
+    if split.has_eval and ddp.main:
+        query_set = EvalSet.load(split.query, limit=cfg.data.eval_max_images)
+        gallery_set = EvalSet.load(split.gallery, limit=cfg.data.eval_max_images)
 
     optimizer = build_optimizer(cfg, model)
     iters_per_epoch = len(sampler) if not cfg.run.max_iters else min(len(sampler), cfg.run.max_iters)
@@ -366,9 +370,6 @@ def fit(cfg: TrainConfig, *, resume: str | None = None) -> FitResult:
         best = resume_payload.get("best_metric")
         history = list(resume_payload.get("history", []))
         _apply_schedule(optimizer, scheduler, cfg.optim.lr)
-    if cfg.loss.label_weight == 0 and not cfg.distill.enabled:
-        raise ConfigError("loss.label_weight is 0 and there are no teachers: nothing would be learned "
-                          "(label_weight 0 is for distillation only)")
     criterion = ReidLoss(cfg.loss)
     if cfg.distill.enabled:
         from train.distill import DistillLoss

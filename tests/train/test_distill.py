@@ -260,6 +260,13 @@ def test_teacher_width_is_a_setting_and_must_add_up_to_the_student_width(synthet
                     distill={"teacher_feature_dim": 128}))
 
 
+def test_a_wrong_mixstyle_layer_is_refused_before_the_teachers_run(synthetic_market, tmp_path):
+    teachers = _teachers(tmp_path)
+    with pytest.raises(ConfigError, match="model.mixstyle_layers.*stage7"):
+        fit(_config(synthetic_market, tmp_path / "run", teachers, model={"mixstyle": 0.5, "mixstyle_layers": ["stage7"]}))
+    assert not (tmp_path / "run" / "teacher_targets.npy").exists()
+
+
 def test_signed_embedding_and_bnneck_stay_out_of_the_inference_graph():
     spec = InputSpec(height=32, width=16)
     model = build_variant("dslnet", num_classes=5, embedding_relu=False, bnneck=True, spec=spec).eval()

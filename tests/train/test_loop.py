@@ -165,3 +165,22 @@ def test_label_weight_zero_without_teachers_is_refused_before_training(synthetic
     with pytest.raises(ConfigError, match="label_weight is 0 and there are no teachers"):
         fit(config(synthetic_market, tmp_path / "run", loss={"label_weight": 0.0}))
     assert not (tmp_path / "run" / "last.pt").exists()
+    # checked before any data is read: a missing data folder is not what the user hears about first
+    with pytest.raises(ConfigError, match="label_weight is 0"):
+        fit(config(tmp_path / "no-such-data", tmp_path / "run", loss={"label_weight": 0.0}))
+
+
+def test_the_loop_trains_with_mixstyle_and_names_a_wrong_layer(synthetic_market, tmp_path):
+    from train.config import ConfigError
+
+    torch.set_num_threads(1)
+    plain = fit(config(synthetic_market, tmp_path / "plain", schedule={"epochs": 1}))
+    mixed = fit(config(synthetic_market, tmp_path / "mixed", schedule={"epochs": 1}, model={"mixstyle": 1.0}))
+    assert mixed.history[0]["loss"] > 0 and torch.isfinite(torch.tensor(mixed.history[0]["loss"]))
+    a = load_checkpoint(plain.last_checkpoint)["state_dict"]
+    b = load_checkpoint(mixed.last_checkpoint)["state_dict"]
+    assert set(a) == set(b)  # nothing of MixStyle is saved
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # ... but it changed the training
+    with pytest.raises(ConfigError, match="model.mixstyle_layers.*stage7"):
+        fit(config(synthetic_market, tmp_path / "bad", schedule={"epochs": 1},
+                   model={"mixstyle": 0.5, "mixstyle_layers": ["stage7"]}))

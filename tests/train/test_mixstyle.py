@@ -1,4 +1,4 @@
-"""MixStyle: the statistics it mixes, training mode only, config checks, and the loop with it on."""
+"""MixStyle: the statistics it mixes, training mode only, config checks (the loop with it on: test_loop.py)."""
 
 from __future__ import annotations
 
@@ -59,25 +59,3 @@ def test_config_rejects_bad_values(kwargs, match):
     with pytest.raises(ValueError, match="probability"):
         MixStyle(p=-0.1)
 
-
-def test_the_loop_trains_with_mixstyle_and_names_a_wrong_layer(synthetic_market, tmp_path):
-    from dslnet_edge.model.checkpoint import load_checkpoint
-    from train.config import resolve_config
-    from train.loop import fit
-
-    def config(root, output, **sections):
-        base = {"data": {"root": str(root), "height": 32, "width": 16, "p": 4, "k": 4}, "schedule": {"epochs": 2},
-                "run": {"output": str(output), "progress": False, "tensorboard": False, "eval_every": 0, "threads": 1}}
-        return resolve_config(overrides=[{**base, **sections}])
-
-    torch.set_num_threads(1)
-    plain = fit(config(synthetic_market, tmp_path / "plain", schedule={"epochs": 1}))
-    mixed = fit(config(synthetic_market, tmp_path / "mixed", schedule={"epochs": 1}, model={"mixstyle": 1.0}))
-    assert mixed.history[0]["loss"] > 0 and torch.isfinite(torch.tensor(mixed.history[0]["loss"]))
-    a = load_checkpoint(plain.last_checkpoint)["state_dict"]
-    b = load_checkpoint(mixed.last_checkpoint)["state_dict"]
-    assert set(a) == set(b)  # nothing of MixStyle is saved
-    assert any(not torch.equal(a[k], b[k]) for k in a)  # ... but it changed the training
-    with pytest.raises(ConfigError, match="model.mixstyle_layers.*stage7"):
-        fit(config(synthetic_market, tmp_path / "bad", schedule={"epochs": 1},
-                   model={"mixstyle": 0.5, "mixstyle_layers": ["stage7"]}))
