@@ -187,15 +187,20 @@ class RunConfig:
     tensorboard: bool = True
     max_iters: int = 0  # >0: stop each epoch after this many batches (smoke runs)
     stop_after: int = 0  # >0: leave after this many epochs in this invocation (continue later with --resume)
+    # >0: every N steps, a point of the training curve (curve.csv, TensorBoard curve/*): validation
+    # Rank-1/mAP and, with teachers, the cosine to them on fixed held-aside crops (train/distill.TeacherProbe)
+    curve_every: int = 0
+    probe_images: int = 256  # clean training crops in that probe (spread over the training list)
 
     def __post_init__(self) -> None:
         if self.amp not in ("auto", "off", "fp16", "bf16"):
             raise ConfigError(f"run.amp must be auto, off, fp16 or bf16, got {self.amp!r}")
         if self.best_metric not in ("mAP", "rank1"):
             raise ConfigError(f"run.best_metric must be mAP or rank1, got {self.best_metric!r}")
-        if min(self.eval_every, self.threads, self.max_iters, self.stop_after) < 0 or self.eval_batch < 1:
-            raise ConfigError("run.eval_every, run.threads, run.max_iters and run.stop_after must be >= 0, "
-                              "run.eval_batch >= 1")
+        if min(self.eval_every, self.threads, self.max_iters, self.stop_after, self.curve_every,
+               self.probe_images) < 0 or self.eval_batch < 1:
+            raise ConfigError("run.eval_every, run.threads, run.max_iters, run.stop_after, run.curve_every and "
+                              "run.probe_images must be >= 0, run.eval_batch >= 1")
 
 
 @dataclasses.dataclass

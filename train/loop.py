@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -35,9 +36,10 @@ from dslnet_edge.errors import DslnetError
 from dslnet_edge.model import DSLNet, build_variant
 from dslnet_edge.model.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
 from dslnet_edge.spec import InputSpec
+from train.batches import TrainBatch, batch_stream, prefetched
 from train.config import ConfigError, TrainConfig, save_config
-from train.data import ImageCache, ReidSplit, ReidTrainDataset, collate_uint8, read_dataset
-from train.evaluate import EvalSet, evaluate_sets, torch_embedder
+from train.data import ImageCache, ReidSplit, ReidTrainDataset, collate_uint8, read_bgr, read_dataset
+from train.evaluate import EvalSet, embed_images, evaluate_embeddings, torch_embedder
 from train.losses import ReidLoss
 from train.sampler import PKSampler
 from train.transforms import build_transform
@@ -216,8 +218,10 @@ def _setup_distributed(device_name: str) -> _Dist:
 class _Logger:
     """CSV (always, rewritten atomically each epoch) and TensorBoard (when installed) on rank 0."""
 
-    def __init__(self, output: Path, enabled: bool, tensorboard: bool, history: list[dict[str, Any]]):
+    def __init__(self, output: Path, enabled: bool, tensorboard: bool, history: list[dict[str, Any]],
+                 curve: list[dict[str, Any]] | None = None):
         self.output, self.enabled, self.history = output, enabled, history
+        self.curve = curve if curve is not None else []
         self.tb = None
         if enabled and tensorboard:
             try:
@@ -232,20 +236,27 @@ class _Logger:
             self.tb.add_scalar(name, value, step)
 
     def epoch(self, row: dict[str, Any]) -> None:
-        self.history.append(row)
+        self._append(self.history, row, "metrics.csv", "epoch", row["epoch"])
+
+    def curve_point(self, row: dict[str, Any]) -> None:
+        """A point of the training curve (every ``run.curve_every`` steps): ``curve.csv``, ``curve/*``."""
+        self._append(self.curve, row, "curve.csv", "curve", row["step"])
+
+    def _append(self, rows: list[dict[str, Any]], row: dict[str, Any], file: str, group: str, step) -> None:
+        rows.append(row)
         if not self.enabled:
             return
         columns: list[str] = []
-        for r in self.history:
+        for r in rows:
             columns += [k for k in r if k not in columns]
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=columns)
         writer.writeheader()
-        writer.writerows(self.history)
-        atomic_write_text(self.output / "metrics.csv", buf.getvalue())
+        writer.writerows(rows)
+        atomic_write_text(self.output / file, buf.getvalue())
         for key, value in row.items():
-            if key != "epoch" and isinstance(value, (int, float)) and value == value:
-                self.scalar(f"epoch/{key}", value, row["epoch"])
+            if key not in ("epoch", "step") and isinstance(value, (int, float)) and value == value:
+                self.scalar(f"{group}/{key}", value, step)
         if self.tb is not None:
             self.tb.flush()
 
@@ -293,15 +304,25 @@ def fit(cfg: TrainConfig, *, resume: str | None = None) -> FitResult:
     split = split.limit_train_identities(cfg.data.max_identities)
     say(split.summary())
     spec = InputSpec(height=cfg.data.height, width=cfg.data.width)
+    online = cfg.distill.enabled and cfg.distill.teacher_mode == "online"
+    if cfg.data.augment.mixes and cfg.distill.enabled and not online:
+        raise ConfigError("data.augment.mixup/cutmix need distill.teacher_mode: online (a fixed teacher's cached "
+                          "target is of the unmixed image)")
+    # Views: the augmented crops, BGR like every crop the runtime gets, at the student's size, or at the
+    # teachers' when they answer online for each view and take a larger input (train/batches.py)
+    tspec = cfg.distill.teacher_spec
+    view_h, view_w = ((tspec.height, tspec.width) if online and tspec.height * tspec.width > spec.height * spec.width
+                      else (spec.height, spec.width))
+    view_spec = InputSpec(height=view_h, width=view_w, channel_order="BGR", interpolation=spec.interpolation)
     t0 = time.perf_counter()
-    cache = ImageCache.build([im.path for im in split.train], spec, mode=cfg.data.cache,
+    cache = ImageCache.build([im.path for im in split.train], view_spec, mode=cfg.data.cache,
                              threads=max(1, torch.get_num_threads()))
-    say(f"decoded {len(cache)} training images at {spec.height}x{spec.width} in {time.perf_counter() - t0:.1f} s "
+    say(f"decoded {len(cache)} training images at {view_h}x{view_w} in {time.perf_counter() - t0:.1f} s "
         f"({cache.nbytes / 2**20:.0f} MiB {cfg.data.cache} cache)")
     labels = [im.pid for im in split.train]
-    # the mirror step runs in the dataset (it reports which view it drew, for the teacher targets)
-    transform = build_transform(dataclasses.replace(cfg.data.augment, flip=0.0), height=spec.height,
-                                channel_order=spec.channel_order, mean=spec.mean)
+    # the mirror step runs in the dataset (it reports which view it drew, for the fixed teacher's targets)
+    transform = build_transform(dataclasses.replace(cfg.data.augment, flip=0.0), height=view_h,
+                                channel_order=view_spec.channel_order, mean=spec.mean)
     dataset = ReidTrainDataset(cache, labels, transform, flip=cfg.data.augment.flip)
 
     # Model -------------------------------------------------------------------------------------
@@ -331,8 +352,16 @@ def fit(cfg: TrainConfig, *, resume: str | None = None) -> FitResult:
         except ValueError as exc:
             raise ConfigError(f"model.mixstyle_layers: {exc}") from None
 
-    targets = None
+    targets = teacher = probe = None
     if cfg.distill.enabled:
+        from train.distill import OnlineTeacher
+
+        # the teachers' answers: online for every view, and for the curve's fixed probe sets in both modes
+        teacher = OnlineTeacher(cfg.distill, threads=max(1, torch.get_num_threads()))
+        width = teacher(np.stack([cache[0]] * 3)).shape[1]
+        if width != model.config.feature_dim:
+            raise ConfigError(_width_mismatch(width, cfg, model))
+    if cfg.distill.enabled and not online:
         from train.distill import teacher_targets
 
         if ddp.main:
@@ -341,12 +370,6 @@ def fit(cfg: TrainConfig, *, resume: str | None = None) -> FitResult:
                                                    cache_file=output / "teacher_targets.npy",
                                                    threads=max(1, torch.get_num_threads()))).to(device)
         targets = targets.reshape(-1, targets.shape[-1])  # row 2 * index + flipped
-        if targets.shape[-1] != model.config.feature_dim:
-            raise ConfigError(
-                f"the teachers' embeddings concatenate to {targets.shape[-1]}-d ({len(cfg.distill.teachers)} teacher(s) "
-                f"x distill.teacher_feature_dim {cfg.distill.teacher_feature_dim}) but the student's embedding is "
-                f"{model.config.feature_dim}-d: feature distillation compares them directly, so they must match"
-            )
     sampler = PKSampler(labels, cfg.data.p, cfg.data.k, seed=cfg.run.seed, rank=ddp.rank, world_size=ddp.world_size)
     workers = cfg.data.workers if cfg.data.workers >= 0 else (8 if device.type == "cuda" else 0)
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_uint8, num_workers=workers,
@@ -355,12 +378,20 @@ def fit(cfg: TrainConfig, *, resume: str | None = None) -> FitResult:
     if split.has_eval and ddp.main:
         query_set = EvalSet.load(split.query, limit=cfg.data.eval_max_images)
         gallery_set = EvalSet.load(split.gallery, limit=cfg.data.eval_max_images)
+    if teacher is not None and ddp.main:
+        from train.distill import TeacherProbe
+
+        t = time.perf_counter()
+        probe = TeacherProbe(_probe_sets(split, cfg.run.probe_images, query_set, gallery_set), teacher)
+        teacher.seconds, teacher.crops = 0.0, 0
+        say(f"teacher probe: {', '.join(f'{k} {len(v)} crops' for k, v in probe.sets.items())} "
+            f"({time.perf_counter() - t:.0f} s)")
 
     optimizer = build_optimizer(cfg, model)
     iters_per_epoch = len(sampler) if not cfg.run.max_iters else min(len(sampler), cfg.run.max_iters)
     scheduler = build_scheduler(cfg, optimizer, iters_per_epoch)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-    start_epoch, best, history = 0, None, []
+    start_epoch, best, history, curve = 0, None, [], []
     if resume_payload is not None:
         optimizer.load_state_dict(resume_payload["optimizer"])
         scheduler.load_state_dict(resume_payload["scheduler"])
@@ -369,23 +400,44 @@ def fit(cfg: TrainConfig, *, resume: str | None = None) -> FitResult:
         start_epoch = int(resume_payload["epoch"])
         best = resume_payload.get("best_metric")
         history = list(resume_payload.get("history", []))
+        curve = list(resume_payload.get("curve", []))
         _apply_schedule(optimizer, scheduler, cfg.optim.lr)
-    criterion = ReidLoss(cfg.loss)
+    label_loss = ReidLoss(cfg.loss)
+    distill_loss = None
     if cfg.distill.enabled:
         from train.distill import DistillLoss
 
         distill_loss = DistillLoss(cfg.distill)
-        label_loss = criterion
 
-        def criterion(output, labels, *, epoch, keys):
-            total, parts = label_loss(output, labels, epoch=epoch)
-            extra, more = distill_loss(output.features, targets[keys])
-            return total + extra, {**parts, **more}
+    def criterion(output, batch: TrainBatch, *, epoch: int):
+        total, parts = label_loss(output, batch.labels, epoch=epoch, mixed_with=batch.mixed_with, lam=batch.lam)
+        if distill_loss is None:
+            return total, parts
+        extra, more = distill_loss(output.features, batch.targets if batch.targets is not None else targets[batch.keys])
+        return total + extra, {**parts, **more}
+
+    def batches(epoch: int):
+        stream = batch_stream(loader, spec=spec, augment=cfg.data.augment, seed=cfg.run.seed, epoch=epoch,
+                              teacher=teacher if online else None)
+        return prefetched(stream, cfg.distill.prefetch if online else 0)
+
+    def evaluate() -> dict[str, Any]:
+        """Validation Rank-1/mAP, and the probe's cosines to the teachers (one embedding of each crop)."""
+        embed = torch_embedder(model, device=device, channels_last=cfg.run.channels_last)
+        batch = cfg.run.eval_batch
+        q = embed_images(query_set.images, model.spec, embed, batch_size=batch)
+        g = embed_images(gallery_set.images, model.spec, embed, batch_size=batch)
+        result, _ = evaluate_embeddings(q, g, query_set, gallery_set)
+        row = {k: v for k, v in result.to_dict().items() if k != "num_valid"}
+        if probe is not None:
+            row.update(probe.measure(lambda crops: embed_images(crops, model.spec, embed, batch_size=batch),
+                                     known={"val": np.concatenate([q, g])}))
+        return row
 
     if ddp.main:
         output.mkdir(parents=True, exist_ok=True)
         save_config(cfg, output / "config.yaml")
-    logger = _Logger(output, ddp.main, cfg.run.tensorboard, history)
+    logger = _Logger(output, ddp.main, cfg.run.tensorboard, history, curve)
     extra_meta = {"train_config": cfg.to_dict(), "dataset": split.summary(),
                   "train_pid_names": list(split.train_pid_names)}
     say(f"training {cfg.model.variant} ({sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params, "
@@ -410,9 +462,20 @@ def fit(cfg: TrainConfig, *, resume: str | None = None) -> FitResult:
                 train_model = nn.parallel.DistributedDataParallel(
                     model, device_ids=[device.index] if device.type == "cuda" else None)
             frozen_state = frozen
-            stats = _train_one_epoch(cfg, epoch, model, train_model, loader, sampler, optimizer, scheduler, scaler,
-                                     criterion, device, amp_dtype, iters_per_epoch, frozen, logger, ddp,
-                                     distill=cfg.distill.enabled)
+            curve_hook = None
+            if cfg.run.curve_every and ddp.main and query_set is not None:
+                def curve_hook(step: int, running: dict[str, float], epoch=epoch, frozen=frozen) -> None:
+                    t = time.perf_counter()
+                    row = {"step": step, "epoch": round(step / iters_per_epoch, 3), **running, **evaluate(),
+                           "eval_s": round(time.perf_counter() - t, 1)}
+                    logger.curve_point(row)
+                    say(f"step {step}: Rank-1 {row['rank1']:.3f} mAP {row['mAP']:.3f}"
+                        + "".join(f" {k} {row[k]:.3f}" for k in ("train_cos", "val_cos") if k in row))
+                    model.train()
+                    set_backbone_frozen(model, frozen)
+            stats = _train_one_epoch(cfg, epoch, model, train_model, batches(epoch), sampler, optimizer, scheduler,
+                                     scaler, criterion, device, amp_dtype, iters_per_epoch, frozen, logger, ddp,
+                                     teacher=teacher if online else None, curve_hook=curve_hook)
             if cfg.schedule.step == "epoch":
                 scheduler.step()
             row: dict[str, Any] = {"epoch": epoch + 1, **stats}
@@ -421,20 +484,19 @@ def fit(cfg: TrainConfig, *, resume: str | None = None) -> FitResult:
             improved = False
             if ddp.main and query_set is not None and (due or last):
                 t = time.perf_counter()
-                result = evaluate_sets(torch_embedder(model, device=device, channels_last=cfg.run.channels_last),
-                                       model.spec, query_set, gallery_set, batch_size=cfg.run.eval_batch)
-                row.update({k: v for k, v in result.to_dict().items() if k != "num_valid"})
+                row.update(evaluate())
                 row["eval_s"] = round(time.perf_counter() - t, 1)
-                value = result.mAP if cfg.run.best_metric == "mAP" else result.rank1
+                value = row["mAP"] if cfg.run.best_metric == "mAP" else row["rank1"]
                 improved = best is None or value > best
                 best = value if improved else best
-                say(f"epoch {epoch + 1}: Rank-1 {result.rank1:.3f} mAP {result.mAP:.3f}"
-                    f"{' (best)' if improved else ''}")
+                say(f"epoch {epoch + 1}: Rank-1 {row['rank1']:.3f} mAP {row['mAP']:.3f}"
+                    + "".join(f" {k} {row[k]:.3f}" for k in ("train_cos", "val_cos") if k in row)
+                    + f"{' (best)' if improved else ''}")
             logger.epoch(row)
             if ddp.main:
                 meta = dict(epoch=epoch + 1, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                             scaler=scaler.state_dict() if scaler.is_enabled() else None, metrics=row,
-                            best_metric=best, history=logger.history, **extra_meta)
+                            best_metric=best, history=logger.history, curve=logger.curve, **extra_meta)
                 save_checkpoint(last_path, model, **meta)
                 if improved:
                     save_checkpoint(best_path, model, **meta)
@@ -448,63 +510,77 @@ def fit(cfg: TrainConfig, *, resume: str | None = None) -> FitResult:
                      logger.history)
 
 
-def _train_one_epoch(cfg, epoch, model, train_model, loader, sampler, optimizer, scheduler, scaler, criterion, device,
-                     amp_dtype, iters, frozen, logger, ddp, *, distill: bool = False) -> dict[str, Any]:
+def _train_one_epoch(cfg, epoch, model, train_model, batches, sampler, optimizer, scheduler, scaler, criterion, device,
+                     amp_dtype, iters, frozen, logger, ddp, *, teacher=None, curve_hook=None) -> dict[str, Any]:
     sampler.set_epoch(epoch)
     torch.manual_seed(cfg.run.seed * 100_003 + epoch)
     model.train()
     set_backbone_frozen(model, frozen)
     totals = {"loss": 0.0, "ce": 0.0, "aux": 0.0, "triplet": 0.0, "feat": 0.0, "rel": 0.0, "sim": 0.0, "acc": 0.0}
-    seen, steps = 0, 0
+    seen, steps, mixed = 0, 0, 0
+    teacher_start = teacher.seconds if teacher is not None else 0.0
     bar = _progress(cfg, ddp, iters, f"epoch {epoch + 1}/{cfg.schedule.epochs}")
     start = time.perf_counter()
-    for images, labels, keys in loader:
-        if steps >= iters:
-            break
-        images = images.to(device, non_blocking=True).permute(0, 3, 1, 2).float()  # NHWC uint8 -> channels-last
-        if not cfg.run.channels_last:
-            images = images.contiguous()
-        labels = labels.to(device, non_blocking=True)
-        autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
-        with autocast:
-            output = train_model(images)
-        if distill:
-            loss, parts = criterion(output, labels, epoch=epoch, keys=keys.to(device))
-        else:
-            loss, parts = criterion(output, labels, epoch=epoch)
-        if not torch.isfinite(loss):
-            raise TrainingDivergedError(f"epoch {epoch + 1} step {steps + 1}: the loss is {float(loss)} "
-                                     f"(learning rate {optimizer.param_groups[0]['lr']:.3g} too high?)")
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        if cfg.schedule.step == "iter":
-            scheduler.step()
-        n = labels.numel()
-        seen += n
-        steps += 1
-        totals["loss"] += float(loss.detach()) * n
-        for key, value in parts.items():
-            totals[key] += value * n
-        totals["acc"] += float((output.logits.detach().argmax(1) == labels).float().sum())
-        rate = seen * ddp.world_size / (time.perf_counter() - start)
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{totals['loss'] / seen:.3f}", acc=f"{totals['acc'] / seen:.3f}",
-                            img_s=f"{rate:.1f}", refresh=False)
-        elif ddp.main and steps % max(1, iters // 4) == 0 and steps < iters:  # no bar: a line per quarter epoch
-            _log.info(f"  epoch {epoch + 1} step {steps}/{iters}: loss {totals['loss'] / seen:.3f} "
-                      f"acc {totals['acc'] / seen:.3f} {rate:.1f} img/s")
-        logger.scalar("iter/loss", float(loss.detach()), epoch * iters + steps)
+    paused = 0.0  # seconds in the curve's evaluations, not training
+    with contextlib.closing(batches):  # a prefetching producer stops with the epoch
+        for batch in batches:
+            if steps >= iters:
+                break
+            images = batch.images.to(device, non_blocking=True).permute(0, 3, 1, 2).float()  # NHWC uint8 -> channels-last
+            if not cfg.run.channels_last:
+                images = images.contiguous()
+            labels = batch.labels.to(device, non_blocking=True)
+            batch = dataclasses.replace(
+                batch, labels=labels, keys=batch.keys.to(device),
+                targets=batch.targets.to(device) if batch.targets is not None else None,
+                mixed_with=batch.mixed_with.to(device) if batch.mixed_with is not None else None)
+            autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
+            with autocast:
+                output = train_model(images)
+            loss, parts = criterion(output, batch, epoch=epoch)
+            if not torch.isfinite(loss):
+                raise TrainingDivergedError(f"epoch {epoch + 1} step {steps + 1}: the loss is {float(loss)} "
+                                         f"(learning rate {optimizer.param_groups[0]['lr']:.3g} too high?)")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            if cfg.schedule.step == "iter":
+                scheduler.step()
+            n = labels.numel()
+            seen += n
+            steps += 1
+            mixed += batch.mixed_with is not None
+            totals["loss"] += float(loss.detach()) * n
+            for key, value in parts.items():
+                totals[key] += value * n
+            totals["acc"] += float((output.logits.detach().argmax(1) == labels).float().sum())
+            if curve_hook is not None and (epoch * iters + steps) % cfg.run.curve_every == 0:
+                t = time.perf_counter()
+                curve_hook(epoch * iters + steps, {"lr": optimizer.param_groups[0]["lr"],
+                                                   **{k: round(v / seen, 5) for k, v in totals.items() if v}})
+                paused += time.perf_counter() - t
+            rate = seen * ddp.world_size / (time.perf_counter() - start - paused)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{totals['loss'] / seen:.3f}", acc=f"{totals['acc'] / seen:.3f}",
+                                img_s=f"{rate:.1f}", refresh=False)
+            elif ddp.main and steps % max(1, iters // 4) == 0 and steps < iters:  # no bar: a line per quarter epoch
+                _log.info(f"  epoch {epoch + 1} step {steps}/{iters}: loss {totals['loss'] / seen:.3f} "
+                          f"acc {totals['acc'] / seen:.3f} {rate:.1f} img/s")
+            logger.scalar("iter/loss", float(loss.detach()), epoch * iters + steps)
     if bar is not None:
         bar.close()
-    elapsed = time.perf_counter() - start
+    elapsed = time.perf_counter() - start - paused
     if seen == 0:
         raise ValueError("the epoch had no batches (fewer identities than data.p?)")
     stats = {k: round(v / seen, 5) for k, v in totals.items() if k in ("loss", "ce", "acc") or v}
     stats.update(lr=optimizer.param_groups[0]["lr"], img_s=round(seen * ddp.world_size / elapsed, 2),
                  epoch_s=round(elapsed, 1), frozen=int(frozen))
+    if cfg.data.augment.mixes:
+        stats["mixed"] = round(mixed / steps, 3)  # the share of mixed batches (the label accuracy counts own labels)
+    if teacher is not None:
+        stats["teacher_s"] = round((teacher.seconds - teacher_start) / steps, 4)  # teachers' seconds per step
     if ddp.main:
         msg = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in stats.items())
         _log.info(f"epoch {epoch + 1}/{cfg.schedule.epochs}: {msg}")
@@ -528,3 +604,20 @@ def describe_checkpoint(path: str | os.PathLike) -> str:
     spec = InputSpec.from_dict(payload["input_spec"])
     shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k in ("rank1", "mAP", "loss") and isinstance(v, float))
     return f"{path}: epoch {payload.get('epoch', '?')}, {spec.height}x{spec.width}" + (f", {shown}" if shown else "")
+
+
+def _width_mismatch(width: int, cfg: TrainConfig, model: DSLNet) -> str:
+    return (f"the teachers' embeddings concatenate to {width}-d ({len(cfg.distill.teachers)} teacher(s) "
+            f"x distill.teacher_feature_dim {cfg.distill.teacher_feature_dim}) but the student's embedding is "
+            f"{model.config.feature_dim}-d: feature distillation compares them directly, so they must match")
+
+
+def _probe_sets(split: ReidSplit, count: int, query_set: EvalSet | None, gallery_set: EvalSet | None) -> dict:
+    """The fixed crops the curve measures the cosine to the teachers on: ``count`` clean training
+    crops spread evenly over the training list, and the validation images (query + gallery)."""
+    train = split.train
+    picks = np.unique(np.linspace(0, len(train) - 1, num=min(count, len(train))).round().astype(int)) if count else []
+    sets = {"train": [read_bgr(train[i].path) for i in picks]}
+    if query_set is not None:
+        sets["val"] = [*query_set.images, *gallery_set.images]
+    return sets

@@ -143,16 +143,28 @@ class ReidLoss:
     def uses_triplet(self, epoch: int) -> bool:
         return self.cfg.triplet != "none" and epoch >= self.cfg.triplet_start_epoch
 
-    def __call__(self, output, labels: torch.Tensor, *, epoch: int = 0) -> tuple[torch.Tensor, dict[str, float]]:
+    def __call__(self, output, labels: torch.Tensor, *, epoch: int = 0, mixed_with: torch.Tensor | None = None,
+                 lam: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
+        """``mixed_with``/``lam``: a mixed batch (image i is ``lam`` of itself and ``1 - lam`` of the image
+        whose label is ``mixed_with[i]``): the cross-entropies take the mixed target
+        ``lam * CE(labels) + (1 - lam) * CE(mixed_with)``, and the triplet term is left out (a mixed image
+        is neither identity's positive)."""
         cfg = self.cfg
-        ce = cross_entropy_label_smooth(output.logits, labels, cfg.label_smoothing)
+
+        def ce_of(logits):
+            loss = cross_entropy_label_smooth(logits, labels, cfg.label_smoothing)
+            if mixed_with is not None:
+                loss = lam * loss + (1.0 - lam) * cross_entropy_label_smooth(logits, mixed_with, cfg.label_smoothing)
+            return loss
+
+        ce = ce_of(output.logits)
         total = ce
         parts = {"ce": float(ce.detach())}
         if output.aux_logits is not None and cfg.aux_weight > 0:
-            aux = cross_entropy_label_smooth(output.aux_logits, labels, cfg.label_smoothing)
+            aux = ce_of(output.aux_logits)
             total = total + cfg.aux_weight * aux
             parts["aux"] = float(aux.detach())
-        if self.uses_triplet(epoch):
+        if self.uses_triplet(epoch) and mixed_with is None:
             if cfg.triplet == "trihard":
                 tri = trihard_loss(output.features, labels, cfg.margin)
             else:

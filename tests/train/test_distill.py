@@ -4,6 +4,7 @@ and the real OMZ IR teacher on real crops."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 
@@ -20,7 +21,9 @@ from train.data import DatasetError, read_dataset
 from train.distill import (
     DistillConfig,
     DistillLoss,
+    OnlineTeacher,
     TeacherError,
+    TeacherProbe,
     ensemble_embed,
     feature_distill_loss,
     load_teacher,
@@ -350,3 +353,97 @@ def test_real_omz_teacher_ranks_the_same_person_first():
     sim = emb[0::2] @ emb[1::2].T  # person i's first image against every person's second image
     assert (sim.argmax(axis=1) == np.arange(8)).mean() >= 0.75
     assert float(np.mean(np.sum(targets[:, 0] * targets[:, 1], axis=1))) > 0.8  # a mirror view is the same person
+
+
+# ---------------------------------------------------------------------------------------------
+# The consistent (online) teacher and function matching
+# ---------------------------------------------------------------------------------------------
+def test_online_teacher_is_the_ensemble_on_the_preprocessed_views(tmp_path, rng):
+    cfg = DistillConfig(teachers=tuple(_teachers(tmp_path)), teacher_height=16, teacher_width=8)
+    teacher = OnlineTeacher(cfg)
+    views = rng.integers(0, 256, size=(5, 32, 16, 3), dtype=np.uint8)  # BGR crops of another size
+    from dslnet_edge.preprocessing import preprocess
+
+    by_hand = ensemble_embed([load_teacher(t, spec=cfg.teacher_spec) for t in cfg.teachers],
+                             preprocess(list(views), cfg.teacher_spec))
+    np.testing.assert_allclose(teacher(views), by_hand, rtol=0, atol=1e-6)
+    assert teacher.crops == 5 and teacher.seconds > 0
+    np.testing.assert_allclose(teacher.embed(list(views), batch_size=2), by_hand, rtol=0, atol=1e-6)
+    with pytest.raises(TeacherError, match=r"bf16 teachers need an OpenVINO IR"):
+        OnlineTeacher(DistillConfig(teachers=cfg.teachers, teacher_height=16, teacher_width=8,
+                                    teacher_precision="bf16"))
+
+
+def test_teacher_probe_measures_cosine_and_bunching(tmp_path, rng):
+    cfg = DistillConfig(teachers=tuple(_teachers(tmp_path)), teacher_height=16, teacher_width=8)
+    teacher = OnlineTeacher(cfg)
+    crops = [rng.integers(0, 256, size=(20, 10, 3), dtype=np.uint8) for _ in range(6)]
+    probe = TeacherProbe({"train": crops, "empty": []}, teacher)
+    assert set(probe.sets) == {"train"}
+    same = probe.measure(teacher.embed)  # a student identical to its teacher
+    assert same["train_cos"] == pytest.approx(1.0, abs=1e-5)
+    assert same["train_sim"] == pytest.approx(same["train_sim_teacher"], abs=1e-5)
+    bunched = probe.measure(lambda c: teacher.embed(c) + 10.0)  # one large shared direction
+    assert bunched["train_sim"] > 0.9 > bunched["train_sim_teacher"] and bunched["train_cos"] < 0.9
+    known = probe.measure(lambda c: pytest.fail("known embeddings are not computed again"),
+                          known={"train": teacher.embed(crops)})
+    assert known["train_cos"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_online_function_matching_learns_logs_the_curve_and_resumes_exactly(synthetic_market, tmp_path):
+    # the teachers take a larger input than the student (48x24 vs 32x16): the view is made at theirs
+    sections = dict(
+        data={"augment": {"mixup": 0.4, "cutmix": 0.4, "resized_crop": 0.5, "grayscale": 0.2}},
+        distill={"teacher_mode": "online", "prefetch": 1, "teacher_height": 48, "teacher_width": 24},
+        optim={"lr": 0.005}, schedule={"epochs": 5, "warmup_epochs": 0}, run={"curve_every": 2, "probe_images": 8},
+    )
+
+    def config(output, **run):
+        cfg = _config(synthetic_market, output, teachers, **sections)
+        return dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, **run))
+
+    teachers = [str(tiny_embedding_onnx(tmp_path / f"big{i}.onnx", InputSpec(
+        height=48, width=24, channel_order="BGR", feature_dim=256, l2_normalized=False), seed=i, normalize=False))
+        for i in range(2)]
+    straight = fit(config(tmp_path / "a"))
+    h = straight.history
+    assert not (tmp_path / "a" / "teacher_targets.npy").exists()  # nothing cached: the teachers ran online
+    assert h[-1]["feat"] < h[0]["feat"] - 0.05, [r["feat"] for r in h]
+    assert 0 < np.mean([r["mixed"] for r in h]) < 1 and all(r["teacher_s"] > 0 for r in h)
+    assert {"train_cos", "val_cos", "val_sim", "val_sim_teacher", "rank1", "mAP"} <= set(h[-1])
+    curve = (tmp_path / "a" / "curve.csv").read_text().splitlines()
+    header = curve[0].split(",")
+    assert {"step", "epoch", "rank1", "mAP", "train_cos", "val_cos", "lr"} <= set(header)
+    steps = [int(line.split(",")[header.index("step")]) for line in curve[1:]]
+    assert steps == sorted(steps) and steps[0] == 2 and len(steps) >= 3
+    # interrupted after one epoch, then resumed: the same weights, losses and curve
+    fit(config(tmp_path / "b", stop_after=2))
+    resumed = fit(config(tmp_path / "b"), resume="auto")
+    a, b = load_checkpoint(straight.last_checkpoint), load_checkpoint(resumed.last_checkpoint)
+    for key, value in a["state_dict"].items():
+        torch.testing.assert_close(b["state_dict"][key], value, rtol=0, atol=1e-6, msg=key)
+    assert [r["feat"] for r in resumed.history] == pytest.approx([r["feat"] for r in h], abs=1e-6)
+    assert (tmp_path / "b" / "curve.csv").read_text().splitlines()[0] == curve[0]
+    assert len(b["curve"]) == len(a["curve"])
+
+
+def test_mixing_with_a_fixed_teacher_is_refused_before_the_teachers_run(synthetic_market, tmp_path):
+    cfg = _config(synthetic_market, tmp_path / "run", _teachers(tmp_path), data={"augment": {"mixup": 0.5}})
+    with pytest.raises(ConfigError, match="teacher_mode: online"):
+        fit(cfg)
+    assert not (tmp_path / "run" / "teacher_targets.npy").exists()
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"teacher_mode": "live"}, "teacher_mode"),
+        ({"teacher_precision": "fp16"}, "teacher_precision"),
+        ({"teacher_min_cosine": 0.0}, "teacher_min_cosine"),
+        ({"prefetch": 9}, "prefetch"),
+        ({"teacher_threads": -1}, "teacher_threads"),
+    ],
+)
+def test_online_teacher_settings_are_validated(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DistillConfig(**kwargs)

@@ -128,3 +128,21 @@ def test_triplet_bad_batches(features, labels, message):
 def test_loss_config_validation(kwargs, message):
     with pytest.raises(ValueError, match=message):
         LossConfig(**kwargs)
+
+
+def test_a_mixed_batch_takes_the_mixed_target_and_no_triplet_term():
+    logits = torch.tensor([[math.log(2.0), 0.0]] * 4)  # p(class 0) = 2/3 on every row
+    labels = torch.tensor([0, 0, 1, 1])
+    partner_labels = torch.tensor([1, 1, 0, 0])  # each image mixed with one of the other identity
+    out = TrainOutput(logits, torch.zeros(4, 2), FEATURES)
+    cfg = LossConfig(label_smoothing=0.0, aux_weight=0.5, triplet="e_trihard")
+    total, parts = ReidLoss(cfg)(out, labels, mixed_with=partner_labels, lam=0.7)
+    own = (2 * math.log(1.5) + 2 * math.log(3.0)) / 4
+    other = (2 * math.log(3.0) + 2 * math.log(1.5)) / 4
+    assert parts["ce"] == pytest.approx(0.7 * own + 0.3 * other, abs=1e-6)
+    assert "triplet" not in parts  # a mixed image is no identity's positive
+    assert float(total) == pytest.approx(parts["ce"] + 0.5 * math.log(2), abs=1e-5)
+    # lam 1 is the unmixed loss's cross-entropy
+    _, unmixed = ReidLoss(cfg)(out, labels)
+    _, lam_one = ReidLoss(cfg)(out, labels, mixed_with=partner_labels, lam=1.0)
+    assert lam_one["ce"] == pytest.approx(unmixed["ce"], abs=1e-6)
