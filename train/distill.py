@@ -307,13 +307,14 @@ def teacher_targets(
     """Teacher-ensemble targets ``float32 [N, 2, D]`` (unflipped, flipped) for the images at ``paths``.
 
     ``cache_file`` (``.npy``) is reused when its key (paths, teacher files, teacher input contract)
-    matches, and written atomically otherwise. ``teachers`` overrides loading ``cfg.teachers``
-    (tests pass stubs).
+    matches, and written atomically otherwise. ``teachers`` are ``cfg.teachers`` already loaded (the
+    loop's :class:`OnlineTeacher` has them), or stubs when ``cfg.teachers`` is empty (then nothing is
+    cached: there are no files to key on).
     """
     from dslnet_edge._io import atomic_write_bytes, atomic_write_text
     from train.data import read_bgr
 
-    key = _cache_key(paths, cfg) if teachers is None else None
+    key = _cache_key(paths, cfg) if cfg.teachers else None
     meta_file = Path(f"{cache_file}.json") if cache_file is not None else None
     if cache_file is not None and key is not None and Path(cache_file).is_file() and meta_file.is_file():
         try:

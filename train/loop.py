@@ -368,7 +368,7 @@ def fit(cfg: TrainConfig, *, resume: str | None = None) -> FitResult:
             output.mkdir(parents=True, exist_ok=True)
         targets = torch.from_numpy(teacher_targets([im.path for im in split.train], cfg.distill,
                                                    cache_file=output / "teacher_targets.npy",
-                                                   threads=max(1, torch.get_num_threads()))).to(device)
+                                                   teachers=teacher.teachers)).to(device)
         targets = targets.reshape(-1, targets.shape[-1])  # row 2 * index + flipped
     sampler = PKSampler(labels, cfg.data.p, cfg.data.k, seed=cfg.run.seed, rank=ddp.rank, world_size=ddp.world_size)
     workers = cfg.data.workers if cfg.data.workers >= 0 else (8 if device.type == "cuda" else 0)
