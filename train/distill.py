@@ -62,6 +62,7 @@ __all__ = [
     "OnlineTeacher",
     "TeacherProbe",
     "load_teacher",
+    "load_teachers",
     "teacher_targets",
     "feature_distill_loss",
     "relational_distill_loss",
@@ -185,6 +186,14 @@ def load_teacher(path: str | os.PathLike, *, spec: InputSpec, threads: int = 0, 
     raise TeacherError(f"teacher {path}: expected an OpenVINO IR (.xml) or ONNX (.onnx) file, got {path.suffix!r}")
 
 
+def load_teachers(cfg: DistillConfig, *, threads: int = 0) -> list[Teacher]:
+    """``cfg.teachers``, each through :func:`load_teacher` at the configured contract, precision and threads."""
+    if not cfg.teachers:
+        raise TeacherError("distillation needs at least one teacher (distill.teachers / --teacher)")
+    return [load_teacher(t, spec=cfg.teacher_spec, threads=cfg.teacher_threads or threads,
+                         precision=cfg.teacher_precision, min_cosine=cfg.teacher_min_cosine) for t in cfg.teachers]
+
+
 def _l2(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
@@ -209,13 +218,7 @@ class OnlineTeacher:
     """
 
     def __init__(self, cfg: DistillConfig, *, threads: int = 0, teachers: Sequence[Teacher] | None = None):
-        if teachers is None:
-            if not cfg.teachers:
-                raise TeacherError("distillation needs at least one teacher (distill.teachers / --teacher)")
-            teachers = [load_teacher(t, spec=cfg.teacher_spec, threads=cfg.teacher_threads or threads,
-                                     precision=cfg.teacher_precision, min_cosine=cfg.teacher_min_cosine)
-                        for t in cfg.teachers]
-        self.teachers = list(teachers)
+        self.teachers = list(teachers) if teachers is not None else load_teachers(cfg, threads=threads)
         self.spec = cfg.teacher_spec
         self.seconds = 0.0
         self.crops = 0
@@ -327,11 +330,7 @@ def teacher_targets(
         except (OSError, ValueError):
             pass
     if teachers is None:
-        if not cfg.teachers:
-            raise TeacherError("distillation needs at least one teacher (distill.teachers / --teacher)")
-        teachers = [load_teacher(t, spec=cfg.teacher_spec, threads=cfg.teacher_threads or threads,
-                                 precision=cfg.teacher_precision, min_cosine=cfg.teacher_min_cosine)
-                    for t in cfg.teachers]
+        teachers = load_teachers(cfg, threads=threads)
     spec = cfg.teacher_spec
     t0 = time.perf_counter()
     chunks = []
